@@ -1,0 +1,100 @@
+"""Builds a Program: buffers, constants, the layer table and instruction streams with loops."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+
+from isa.instructions import Instr, Loop
+from isa.program import Buffer, Const, Layer, Port, Program
+from isa.views import Affine, Imm, View, WeightRef
+
+
+def strides_of(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Element strides of a C-ordered array of ``shape``."""
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return tuple(reversed(out))
+
+
+class Emitter:
+    def __init__(self, target: str, batched: bool):
+        self.program = Program(target=target, batched=batched)
+        self.streams: dict[int, list] = {}
+        self.core = 0
+        self._block: list | None = None
+        self._depth = 0
+        self.layer = -1
+        self.location: dict[str, tuple[str, int]] = {}  # tensor -> (buffer, element offset)
+        self.const_of: dict[str, str] = {}  # graph constant -> program constant
+
+    # ------------------------------------------------------------------ declarations
+    def buffer(self, size: int, space: str | None = None, prefix: str = "t") -> str:
+        name = f"{prefix}{len(self.program.buffers)}"
+        self.program.buffers[name] = Buffer(name, "f32", max(int(size), 1), space or f"core{self.core}")
+        return name
+
+    def constant(self, array: np.ndarray, key: str | None = None) -> str:
+        if key is not None and key in self.const_of:
+            return self.const_of[key]
+        name = f"c{len(self.program.consts)}"
+        arr = np.ascontiguousarray(array, dtype=np.float32)
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+        self.program.consts[name] = Const(name, "f32", tuple(arr.shape))
+        self.program.data[name] = arr
+        if key is not None:
+            self.const_of[key] = name
+        return name
+
+    def add_port(self, kind: str, name: str, shape: tuple[int, ...], buffer: str) -> None:
+        port = Port(name, buffer, "f32", tuple(shape))
+        (self.program.inputs if kind == "input" else self.program.outputs).append(port)
+
+    def begin_layer(self, name: str, op: str) -> None:
+        self.layer = len(self.program.layers)
+        self.program.layers.append(Layer(self.layer, name, op))
+
+    # ------------------------------------------------------------------ instructions
+    def emit(self, opcode: str, *operands) -> None:
+        block = self._block if self._block is not None else self.streams.setdefault(self.core, [])
+        ops = tuple(Imm(float(o)) if isinstance(o, (int, float, np.floating)) else o for o in operands)
+        block.append(Instr(opcode, ops, self.layer))
+
+    @contextmanager
+    def loop(self, count: int):
+        """``with e.loop(n) as var:`` emits a counted loop; a count of 1 emits no loop (var None)."""
+        if count == 1:
+            yield None
+            return
+        var = f"i{self._depth}"
+        outer = self._block
+        body: list = []
+        self._block, self._depth = body, self._depth + 1
+        try:
+            yield var
+        finally:
+            self._block, self._depth = outer, self._depth - 1
+        target = self._block if self._block is not None else self.streams.setdefault(self.core, [])
+        target.append(Loop(var, count, tuple(body)))
+
+    def finish(self) -> Program:
+        self.program.cores = {core: tuple(stream) for core, stream in sorted(self.streams.items())}
+        return self.program
+
+
+def affine(const: int, *terms: tuple[str | None, int]) -> Affine:
+    return Affine(int(const), tuple((v, int(c)) for v, c in terms if v is not None and c != 0))
+
+
+def view(buffer: str, offset: Affine | int, dims) -> View:
+    if isinstance(offset, int):
+        offset = Affine(offset)
+    dims = tuple((int(s), int(st)) for s, st in dims) or ((1, 1),)
+    return View(buffer, offset, dims)
+
+
+def weight(name: str, index: Affine | None = None) -> WeightRef:
+    return WeightRef(name, index)

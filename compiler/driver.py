@@ -1,0 +1,57 @@
+"""The compiler pipeline: this file is the table of contents of nmc's compiler."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import onnx
+
+from backends.target import Target, load_target
+from compiler.codegen.lower import generate
+from compiler.errors import CompileError
+from compiler.frontend import import_onnx
+from compiler.ir.graph import Graph
+from compiler.ir.verify import verify
+from compiler.passes import FoldBatchNorm, Pass
+from isa.program import Program
+from isa.validate import validate
+
+
+@dataclass
+class Compiled:
+    program: Program
+    graph: Graph
+    target: Target
+
+
+def default_passes() -> list[Pass]:
+    """The graph passes, in order."""
+    return [
+        FoldBatchNorm(),  # BatchNormalization after Conv/Gemm becomes new weights and bias
+    ]
+
+
+def compile_model(model: str | os.PathLike | onnx.ModelProto, target: str | Target = "ideal",
+                  pass_options: dict[str, str] | None = None, check: bool = True,
+                  batched: bool | None = None) -> Compiled:
+    """ONNX model → program for ``target``."""
+    tgt = target if isinstance(target, Target) else load_target(target)
+    graph = import_onnx(model, batched=batched)              # frontend: check, fold, convert
+    if check:
+        verify(graph, after="frontend")
+    passes = _configure(default_passes(), pass_options or {})
+    for p in passes:                                          # graph passes
+        p.run(graph)
+        if check:
+            verify(graph, after=p.name)
+    program = generate(graph, tgt.name)                        # codegen: ISA for the digital cores
+    validate(program)                                          # the program is well-formed
+    return Compiled(program, graph, tgt)
+
+
+def _configure(passes: list[Pass], options: dict[str, str]) -> list[Pass]:
+    known = {p.name: p for p in passes}
+    for name in options:
+        if name not in known:
+            raise CompileError(f"unknown pass {name!r}; passes: {', '.join(known)}")
+    return [p.with_options(options[p.name]) if p.name in options else p for p in passes]

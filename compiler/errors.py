@@ -1,0 +1,16 @@
+"""Compiler errors: each names the node (IR name, ONNX name and op) and the stage."""
+from __future__ import annotations
+
+from isa.errors import NmcError
+
+
+class CompileError(NmcError):
+    """The model cannot be compiled as given."""
+
+
+class ModelError(CompileError):
+    """The ONNX model is malformed or cannot be read."""
+
+
+class UnsupportedOpError(CompileError):
+    """An ONNX operator (or an attribute value of one) that nmc does not implement."""

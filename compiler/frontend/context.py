@@ -1,0 +1,108 @@
+"""What a converter sees of one ONNX node, and how it adds IR nodes."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from compiler.errors import CompileError, UnsupportedOpError
+from compiler.ir.graph import Graph, Node, TensorType
+from compiler.ir.ops import Op
+
+
+class NodeContext:
+    def __init__(self, graph: Graph, node: onnx.NodeProto, opset: int, consts: dict[str, np.ndarray],
+                 shapes: dict[str, tuple], alias: dict[str, str], index: int):
+        self.g, self.node, self.opset = graph, node, opset
+        self._consts, self._shapes, self._alias = consts, shapes, alias
+        self._attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        self.label = node.name or f"{node.op_type}_{index}"
+
+    # ------------------------------------------------------------------ reading
+    def fail(self, message: str) -> CompileError:
+        return UnsupportedOpError(f"node {self.label!r} ({self.node.op_type}, opset {self.opset}): {message}")
+
+    def attr(self, name: str, default=None):
+        value = self._attrs.get(name, default)
+        if isinstance(value, bytes):
+            value = value.decode()
+        if isinstance(value, list) and value and isinstance(value[0], bytes):
+            value = [v.decode() for v in value]
+        return value
+
+    def n_inputs(self) -> int:
+        return len(self.node.input)
+
+    def has_input(self, i: int) -> bool:
+        return i < len(self.node.input) and bool(self.node.input[i])
+
+    def input(self, i: int) -> str:
+        """The IR tensor read by input ``i`` (constants get registered on first use)."""
+        name = self.node.input[i]
+        name = self._alias.get(name, name)
+        if name not in self.g.tensors and name in self._consts:
+            value = self._consts[name]
+            if value.dtype.kind not in "fiub":
+                raise self.fail(f"constant input {name!r} has unsupported type {value.dtype}")
+            self.g.constants[name] = np.ascontiguousarray(value, dtype=np.float32)
+            self.g.tensors[name] = TensorType(tuple(value.shape))
+        if name not in self.g.tensors:
+            raise self.fail(f"input {name!r} is not defined")
+        return name
+
+    def const(self, i: int) -> np.ndarray | None:
+        """The value of input ``i`` if it is known at compile time."""
+        if not self.has_input(i):
+            return None
+        name = self.node.input[i]
+        name = self._alias.get(name, name)
+        if name in self._consts:
+            return self._consts[name]
+        return self.g.constants.get(name)
+
+    def need_const(self, i: int, what: str) -> np.ndarray:
+        value = self.const(i)
+        if value is None:
+            raise self.fail(f"{what} (input {i}) must be a constant known at compile time")
+        return value
+
+    def shape(self, i: int) -> tuple[int, ...]:
+        return self.g.shape(self.input(i))
+
+    def out_shape(self, i: int = 0) -> tuple[int, ...]:
+        name = self.node.output[i]
+        shape, elem = self._shapes.get(name, (None, None))
+        if shape is None:
+            raise self.fail(f"the shape of output {name!r} is not static after shape inference")
+        return tuple(int(d) for d in shape)
+
+    @property
+    def output(self) -> str:
+        return self.node.output[0]
+
+    # ------------------------------------------------------------------ writing
+    def emit(self, op: Op, inputs: list[str], output: str | None = None, shape: tuple[int, ...] | None = None) -> str:
+        """Add an IR node; by default it produces the ONNX node's first output."""
+        out = output or self.node.output[0]
+        if shape is None:
+            shape = self.out_shape(0)
+        self.g.tensors[out] = TensorType(tuple(int(d) for d in shape))
+        name = self.g.fresh(f"n{len(self.g)}_{type(op).__name__.lower()}")
+        self.g.add_node(Node(name, op, tuple(inputs), (out,), self.node.name, self.node.op_type))
+        return out
+
+    def temp(self, hint: str) -> str:
+        return self.g.fresh(f"{self.node.output[0]}.{hint}")
+
+    def alias(self, output: str, source: str) -> None:
+        """The ONNX tensor ``output`` is the IR tensor ``source`` (Identity, Dropout)."""
+        self._alias[output] = source
+
+    def add_const(self, hint: str, value: np.ndarray) -> str:
+        return self.g.add_constant(f"{self.node.output[0]}.{hint}", value)
+
+
+def norm_axis(axis: int, rank: int, ctx: NodeContext) -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise ctx.fail(f"axis {axis} out of range for rank {rank}")
+    return axis % rank if rank else 0

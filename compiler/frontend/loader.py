@@ -1,0 +1,162 @@
+"""Read an ONNX model: check it, fix the batch dimension, fold constants, infer shapes."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper, shape_inference
+from onnx.reference import ReferenceEvaluator
+
+from compiler.errors import ModelError, UnsupportedOpError
+
+# Nodes never evaluated at compile time even when their inputs are constant.
+_NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+            "Bernoulli", "If", "Loop", "Scan", "SequenceConstruct"}
+
+
+def read_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
+    """Load a path or take a ModelProto, and run the ONNX checker on it."""
+    if isinstance(model, onnx.ModelProto):
+        proto = model
+    else:
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            raise ModelError(f"{path}: no such model file")
+        try:
+            proto = onnx.load(path)
+        except Exception as e:  # protobuf raises several unrelated types on garbage
+            raise ModelError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+    if not proto.graph.node and not proto.graph.output:
+        raise ModelError("the ONNX model has an empty graph")
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ModelError(f"the ONNX checker rejects the model: {first}") from None
+    return proto
+
+
+def opset_of(model: onnx.ModelProto, domain: str = "") -> int:
+    for imp in model.opset_import:
+        if imp.domain in (domain, "ai.onnx" if domain == "" else domain):
+            return imp.version
+    return 1
+
+
+def real_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    inits = {i.name for i in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in inits]
+
+
+def detect_batched(model: onnx.ModelProto) -> bool:
+    """A model is batched when every input's leading dimension is free (symbolic)."""
+    inputs = real_inputs(model)
+    free = []
+    for vi in inputs:
+        dims = vi.type.tensor_type.shape.dim
+        free.append(bool(dims) and not dims[0].HasField("dim_value"))
+        for i, d in enumerate(dims):
+            if i > 0 and not d.HasField("dim_value"):
+                raise ModelError(f"input {vi.name!r}: dimension {i} is symbolic ({d.dim_param or '?'}); only the "
+                                 "leading batch dimension may be free. Export with fixed sizes for the others.")
+    return bool(inputs) and all(free)
+
+
+def fix_batch(model: onnx.ModelProto, batched: bool) -> onnx.ModelProto:
+    """A copy with the leading input dimension set to 1 (batched) and stale shapes dropped."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for vi in real_inputs(m):
+        dims = vi.type.tensor_type.shape.dim
+        for i, d in enumerate(dims):
+            if not d.HasField("dim_value"):
+                if batched and i == 0:
+                    d.dim_value = 1
+                else:
+                    raise ModelError(f"input {vi.name!r}: dimension {i} is symbolic; give it a size")
+    del m.graph.value_info[:]
+    for out in m.graph.output:
+        out.type.tensor_type.ClearField("shape")
+    return m
+
+
+def _evaluate(node: onnx.NodeProto, values: list[np.ndarray], opsets) -> list[np.ndarray]:
+    inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+              for n, v in zip(node.input, values) if n]
+    outputs = [helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None) for n in node.output if n]
+    graph = helper.make_graph([node], "fold", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=list(opsets))
+    feeds = {n: v for n, v in zip(node.input, values) if n}
+    return ReferenceEvaluator(model).run(None, feeds)
+
+
+def _shapes(model: onnx.ModelProto) -> dict[str, tuple]:
+    try:
+        inferred = shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as e:
+        raise ModelError(f"ONNX shape inference failed: {str(e).strip().splitlines()[0]}") from None
+    out = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        tt = vi.type.tensor_type
+        if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+            out[vi.name] = (tuple(d.dim_value for d in tt.shape.dim), tt.elem_type)
+        elif vi.name not in out:
+            out.setdefault(vi.name, (None, tt.elem_type))
+    return out
+
+
+def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray], dict[str, tuple]]:
+    """Evaluate every node computable at compile time (weights, shape arithmetic: the
+    Shape/Gather/Unsqueeze/Concat chains of torch exports). Returns the reduced model, the
+    constants it reads, and static shapes (with element types) for every remaining tensor."""
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    nodes = list(model.graph.node)
+    for _ in range(64):
+        current = _rebuild(model, nodes, consts)
+        shapes = _shapes(current)
+        remaining, changed = [], False
+        for node in nodes:
+            value = None
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                value = _evaluate(node, [], model.opset_import)
+            elif node.op_type in ("Shape", "Size") and node.domain in ("", "ai.onnx") \
+                    and shapes.get(node.input[0], (None,))[0] is not None:
+                value = _evaluate(node, [np.zeros(shapes[node.input[0]][0], np.float32)], model.opset_import)
+            elif (node.domain in ("", "ai.onnx") and node.op_type not in _NO_FOLD
+                  and all((not n) or n in consts for n in node.input) and any(node.input)):
+                try:
+                    value = _evaluate(node, [consts[n] for n in node.input if n], model.opset_import)
+                except Exception as e:
+                    raise ModelError(f"cannot evaluate constant node {node.name!r} ({node.op_type}): {e}") from None
+            if value is None:
+                remaining.append(node)
+                continue
+            for name, v in zip([n for n in node.output if n], value):
+                consts[name] = np.asarray(v)
+            changed = True
+        nodes = remaining
+        if not changed:
+            break
+    final = _rebuild(model, nodes, consts)
+    return final, {k: v for k, v in consts.items() if _used(final, k)}, _shapes(final)
+
+
+def _used(model: onnx.ModelProto, name: str) -> bool:
+    return any(name in n.input for n in model.graph.node) or any(o.name == name for o in model.graph.output)
+
+
+def _rebuild(model: onnx.ModelProto, nodes, consts) -> onnx.ModelProto:
+    used = {n for node in nodes for n in node.input} | {o.name for o in model.graph.output}
+    inits = [numpy_helper.from_array(np.asarray(v), name=k) for k, v in consts.items() if k in used]
+    graph = helper.make_graph(nodes, model.graph.name or "main", real_inputs(model),
+                              list(model.graph.output), initializer=inits)
+    m = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    return m
+
+
+def check_domains(model: onnx.ModelProto, supported: set[str]) -> None:
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            raise UnsupportedOpError(f"node {node.name!r}: operator {node.domain}.{node.op_type} is from an "
+                                     f"unsupported domain; supported (ai.onnx): {', '.join(sorted(supported))}")

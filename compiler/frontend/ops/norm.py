@@ -1,0 +1,59 @@
+"""Normalisation and reductions."""
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.frontend.context import NodeContext, norm_axis
+from compiler.frontend.ops import converter
+from compiler.ir import ops
+
+
+@converter("BatchNormalization")
+def batch_norm(ctx: NodeContext) -> None:
+    if ctx.attr("training_mode", 0) or (len(ctx.node.output) > 1 and any(ctx.node.output[1:])):
+        raise ctx.fail("training-mode BatchNormalization is not supported (export the model in eval mode)")
+    if len(ctx.shape(0)) < 2:
+        raise ctx.fail("BatchNormalization needs an input of rank 2 or more")
+    for i, what in enumerate(("scale", "bias", "mean", "var"), start=1):
+        ctx.need_const(i, what)
+    ctx.emit(ops.BatchNorm(float(ctx.attr("epsilon", 1e-5))), [ctx.input(i) for i in range(5)])
+
+
+@converter("LayerNormalization")
+def layer_norm(ctx: NodeContext) -> None:
+    if len(ctx.node.output) > 1 and any(ctx.node.output[1:]):
+        raise ctx.fail("the Mean/InvStdDev outputs of LayerNormalization are not supported")
+    rank = len(ctx.shape(0))
+    axis = norm_axis(int(ctx.attr("axis", -1)), rank, ctx)
+    inputs = [ctx.input(0)]
+    ctx.need_const(1, "the scale")
+    inputs.append(ctx.input(1))
+    if ctx.has_input(2):
+        ctx.need_const(2, "the bias")
+        inputs.append(ctx.input(2))
+    ctx.emit(ops.LayerNorm(axis, float(ctx.attr("epsilon", 1e-5))), inputs)
+
+
+_REDUCE = {"ReduceMean": "mean", "ReduceSum": "sum", "ReduceMax": "max", "ReduceMin": "min"}
+_AXES_AS_INPUT = {"ReduceSum": 13}  # the others moved axes to an input at opset 18
+
+
+@converter(*_REDUCE)
+def reduce(ctx: NodeContext) -> None:
+    rank = len(ctx.shape(0))
+    keepdims = bool(ctx.attr("keepdims", 1))
+    if ctx.opset >= _AXES_AS_INPUT.get(ctx.node.op_type, 18):
+        axes_value = ctx.const(1)
+        if ctx.has_input(1) and axes_value is None:
+            raise ctx.fail("axes must be a constant known at compile time")
+        axes = [] if axes_value is None else [int(a) for a in np.asarray(axes_value).reshape(-1)]
+        if not axes and ctx.attr("noop_with_empty_axes", 0):
+            return ctx.alias(ctx.output, ctx.input(0))
+    else:
+        axes = list(ctx.attr("axes", []))
+    if not axes:
+        axes = list(range(rank))
+    axes = sorted({norm_axis(a, rank, ctx) for a in axes})
+    if rank == 0:
+        return ctx.alias(ctx.output, ctx.input(0))
+    ctx.emit(ops.Reduce(_REDUCE[ctx.node.op_type], tuple(axes), keepdims), [ctx.input(0)])

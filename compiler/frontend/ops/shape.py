@@ -1,0 +1,128 @@
+"""Operators that move or select data without arithmetic."""
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.frontend.context import NodeContext, norm_axis
+from compiler.frontend.ops import converter
+from compiler.ir import ops
+
+
+@converter("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+def reshape(ctx: NodeContext) -> None:
+    """All four keep the data order: one IR Reshape with the inferred output shape."""
+    out = ctx.out_shape()
+    if int(np.prod(out, dtype=np.int64)) != int(np.prod(ctx.shape(0), dtype=np.int64)):
+        raise ctx.fail(f"cannot reshape {list(ctx.shape(0))} to {list(out)}")
+    ctx.emit(ops.Reshape(), [ctx.input(0)])
+
+
+@converter("Transpose")
+def transpose(ctx: NodeContext) -> None:
+    rank = len(ctx.shape(0))
+    perm = tuple(int(p) for p in ctx.attr("perm", list(range(rank))[::-1]))
+    if sorted(perm) != list(range(rank)):
+        raise ctx.fail(f"perm {list(perm)} is not a permutation of {rank} axes")
+    ctx.emit(ops.Transpose(perm), [ctx.input(0)])
+
+
+@converter("Concat")
+def concat(ctx: NodeContext) -> None:
+    rank = len(ctx.out_shape())
+    axis = norm_axis(int(ctx.attr("axis")), rank, ctx)
+    inputs = [ctx.input(i) for i in range(ctx.n_inputs()) if ctx.has_input(i)]
+    inputs = [t for t in inputs if ctx.g.tensors[t].size > 0]
+    ctx.emit(ops.Concat(axis), inputs)
+
+
+def _slice_axis(start: int, end: int, step: int, dim: int) -> tuple[int, int]:
+    """ONNX clamping rules; returns (start, count)."""
+    if step == 0:
+        raise ValueError("slice step 0")
+    if start < 0:
+        start += dim
+    if end < 0:
+        end += dim
+    if step > 0:
+        start, end = min(max(start, 0), dim), min(max(end, 0), dim)
+    else:
+        start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+    return start, len(range(start, end, step))
+
+
+@converter("Slice")
+def slice_(ctx: NodeContext) -> None:
+    shape = ctx.shape(0)
+    rank = len(shape)
+    if ctx.opset < 10:
+        starts, ends = ctx.attr("starts"), ctx.attr("ends")
+        axes = ctx.attr("axes", list(range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts = [int(v) for v in ctx.need_const(1, "starts").reshape(-1)]
+        ends = [int(v) for v in ctx.need_const(2, "ends").reshape(-1)]
+        axes = [int(v) for v in ctx.const(3).reshape(-1)] if ctx.has_input(3) else list(range(len(starts)))
+        if ctx.has_input(3) and ctx.const(3) is None:
+            raise ctx.fail("axes must be a constant")
+        steps = [int(v) for v in ctx.need_const(4, "steps").reshape(-1)] if ctx.has_input(4) else [1] * len(starts)
+    full_starts, full_steps = [0] * rank, [1] * rank
+    out = list(shape)
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        axis = norm_axis(int(axis), rank, ctx)
+        try:
+            full_starts[axis], out[axis] = _slice_axis(int(start), int(end), int(step), shape[axis])
+        except ValueError:
+            raise ctx.fail("slice step 0") from None
+        full_steps[axis] = int(step)
+    ctx.emit(ops.Slice(tuple(full_starts), tuple(full_steps)), [ctx.input(0)], shape=tuple(out))
+
+
+@converter("Split")
+def split(ctx: NodeContext) -> None:
+    """One IR Slice per output."""
+    shape = ctx.shape(0)
+    axis = norm_axis(int(ctx.attr("axis", 0)), len(shape), ctx)
+    n_out = len(ctx.node.output)
+    if ctx.opset >= 13 and ctx.has_input(1):
+        sizes = [int(v) for v in ctx.need_const(1, "split").reshape(-1)]
+    elif ctx.opset < 13 and ctx.attr("split") is not None:
+        sizes = [int(v) for v in ctx.attr("split")]
+    else:
+        chunk = -(-shape[axis] // n_out)
+        sizes = [min(chunk, shape[axis] - i * chunk) for i in range(n_out)]
+    if len(sizes) != n_out or sum(sizes) != shape[axis]:
+        raise ctx.fail(f"split sizes {sizes} do not cover axis {axis} of size {shape[axis]} in {n_out} outputs")
+    start = 0
+    for name, size in zip(ctx.node.output, sizes):
+        starts = [0] * len(shape)
+        starts[axis] = start
+        out = list(shape)
+        out[axis] = size
+        if name:
+            ctx.emit(ops.Slice(tuple(starts), (1,) * len(shape)), [ctx.input(0)], output=name, shape=tuple(out))
+        start += size
+
+
+@converter("Pad")
+def pad(ctx: NodeContext) -> None:
+    mode = ctx.attr("mode", "constant")
+    if mode != "constant":
+        raise ctx.fail(f"mode={mode!r}; supported: 'constant'")
+    rank = len(ctx.shape(0))
+    if ctx.opset < 11:
+        pads, value = list(ctx.attr("pads")), float(ctx.attr("value", 0.0))
+    else:
+        pads = [int(v) for v in ctx.need_const(1, "pads").reshape(-1)]
+        value_arr = ctx.const(2) if ctx.has_input(2) else np.zeros(1)
+        if value_arr is None:
+            raise ctx.fail("constant_value must be a constant")
+        value = float(np.asarray(value_arr).reshape(-1)[0]) if np.asarray(value_arr).size else 0.0
+        if ctx.has_input(3):
+            axes = [norm_axis(int(a), rank, ctx) for a in ctx.need_const(3, "axes").reshape(-1)]
+            full = [0] * (2 * rank)
+            for i, a in enumerate(axes):
+                full[a], full[rank + a] = pads[i], pads[len(axes) + i]
+            pads = full
+    if any(p < 0 for p in pads):
+        raise ctx.fail("negative pads (cropping) are not supported")
+    ctx.emit(ops.Pad(tuple(int(p) for p in pads), value), [ctx.input(0)])

@@ -1,0 +1,33 @@
+"""What every pass is: a small named, typed object whose fields are its options."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+from compiler.errors import CompileError
+from compiler.ir.graph import Graph
+
+
+@dataclass(frozen=True)
+class Pass:
+    """``run(graph)`` rewrites the graph in place and says whether it changed anything."""
+
+    name: ClassVar[str] = "pass"
+
+    def run(self, g: Graph) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def with_options(self, text: str) -> "Pass":
+        """``"rows=128,cols=64"`` → a copy of this pass with those option fields set."""
+        values = {}
+        known = {f.name: f for f in fields(self)}
+        for item in filter(None, (s.strip() for s in text.split(","))):
+            key, _, raw = item.partition("=")
+            if key not in known:
+                raise CompileError(f"pass {self.name} has no option {key!r}; options: {', '.join(known) or 'none'}")
+            current = getattr(self, key)
+            try:
+                values[key] = (raw.lower() in ("1", "true", "yes")) if isinstance(current, bool) else type(current)(raw)
+            except ValueError:
+                raise CompileError(f"pass {self.name}: option {key}={raw!r} is not a {type(current).__name__}") from None
+        return type(self)(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **values})

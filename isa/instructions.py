@@ -1,0 +1,126 @@
+"""The instruction set: one table that the parser, validator, runtime and docs all read."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from isa.views import Affine, CoreRef, Imm, Operand, View, WeightRef
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """What an opcode takes and does.
+
+    ``operands`` is a tuple of operand kinds: ``dst`` (a view written), ``src`` (a view read),
+    ``src|imm`` (a view or a scalar), ``imm``, ``weight``, ``core``.
+    """
+
+    name: str
+    operands: tuple[str, ...]
+    unit: str
+    summary: str
+    semantics: str
+
+
+def _spec(name, operands, unit, summary, semantics):
+    return OpSpec(name, tuple(operands.split()), unit, summary, semantics)
+
+
+_UNARY = {
+    "relu": "max(x, 0)",
+    "sigmoid": "1 / (1 + exp(-x))",
+    "tanh": "tanh(x)",
+    "exp": "exp(x)",
+    "log": "ln(x)",
+    "sqrt": "sqrt(x)",
+    "neg": "-x",
+    "abs": "|x|",
+    "recip": "1 / x",
+    "erf": "the error function erf(x)",
+    "gelu": "x * (1 + erf(x / sqrt 2)) / 2",
+    "gelu_tanh": "x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))) / 2",
+    "floor": "floor(x)",
+    "ceil": "ceil(x)",
+}
+_BINARY = {
+    "add": "a + b",
+    "sub": "a - b",
+    "mul": "a * b",
+    "div": "a / b",
+    "pow": "a ** b",
+    "max": "max(a, b)",
+    "min": "min(a, b)",
+}
+_REDUCE = {"rsum": "sum", "rmax": "maximum", "rmin": "minimum", "rmean": "mean"}
+
+OPCODES: dict[str, OpSpec] = {}
+for _s in (
+    _spec("load", "dst src", "dma", "copy a view from global memory into a core's local memory",
+          "dst[i] = src[i] for every element; dst is local to the core, src is global"),
+    _spec("store", "dst src", "dma", "copy a view from a core's local memory to global memory",
+          "dst[i] = src[i]; dst is global, src is local to the core"),
+    _spec("mov", "dst src", "vector", "copy (and so permute, slice, pad or broadcast) a view",
+          "dst[i] = src[i]; both views have the same shape"),
+    _spec("fill", "dst imm", "vector", "set every element of a view to a scalar", "dst[i] = imm"),
+    _spec("mvm", "dst weight src", "matrix", "matrix-vector product with a stationary weight matrix",
+          "dst = W @ src, W of shape [N, K] (or W[index] of a stacked [G, N, K] constant); "
+          "src holds K elements and dst N elements, each read/written in view order"),
+    _spec("matmul", "dst src src", "vector", "product of two activation matrices (e.g. attention)",
+          "dst = a @ b over the last two dimensions, leading dimensions broadcast"),
+    _spec("softmax", "dst src", "vector", "softmax along the last dimension",
+          "dst = exp(x - max x) / sum exp(x - max x) along the last dimension"),
+    _spec("argmax", "dst src", "vector", "index of the largest element along the last dimension",
+          "dst = argmax(src) along the last dimension (first index on ties), as a float"),
+    _spec("leaky", "dst src imm", "vector", "leaky rectifier", "dst = x if x >= 0 else imm * x"),
+    _spec("clip", "dst src imm imm", "vector", "clamp to [lo, hi]", "dst = min(max(x, lo), hi)"),
+    _spec("send", "core src", "noc", "send a view to another core",
+          "queues the elements of src for the peer core, which takes them with recv"),
+    _spec("recv", "dst core", "noc", "receive a view sent by another core",
+          "waits for the next message from the peer core and writes it into dst"),
+    _spec("sync", "", "control", "barrier across all cores",
+          "no core passes its k-th sync before every core has reached its k-th sync"),
+):
+    OPCODES[_s.name] = _s
+for _name, _formula in _UNARY.items():
+    OPCODES[_name] = _spec(_name, "dst src", "vector", f"element-wise {_formula}", f"dst = {_formula}")
+for _name, _formula in _BINARY.items():
+    OPCODES[_name] = _spec(_name, "dst src src|imm", "vector", f"element-wise {_formula}",
+                           f"dst = {_formula}, all three views of one shape (stride 0 broadcasts)")
+for _name, _np in _REDUCE.items():
+    OPCODES[_name] = _spec(_name, "dst src", "vector", f"{_np} over trailing dimensions",
+                           f"dst = {_np} of src over the dimensions src has beyond dst's")
+
+UNARY_OPS = tuple(_UNARY)
+BINARY_OPS = tuple(_BINARY)
+REDUCE_OPS = tuple(_REDUCE)
+
+
+@dataclass(frozen=True)
+class Instr:
+    """One instruction; ``layer`` indexes the program's layer table (-1: none)."""
+
+    opcode: str
+    operands: tuple[Operand, ...]
+    layer: int = -1
+
+    @property
+    def spec(self) -> OpSpec:
+        return OPCODES[self.opcode]
+
+    def views(self) -> tuple[View, ...]:
+        return tuple(op for op in self.operands if isinstance(op, View))
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A counted loop ``for %var in 0..count-1``. Its iterations are independent (a parallel
+    for), so the runtime may execute each body instruction for all iterations at once."""
+
+    var: str
+    count: int
+    body: tuple["Instr | Loop", ...] = field(default_factory=tuple)
+
+
+Statement = Instr | Loop
+
+__all__ = ["OPCODES", "OpSpec", "Instr", "Loop", "Statement", "Affine", "View", "WeightRef", "Imm",
+           "CoreRef", "UNARY_OPS", "BINARY_OPS", "REDUCE_OPS"]

@@ -1,0 +1,80 @@
+"""A program: declarations (ports, buffers, constants, layers) plus one instruction stream per core."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from isa.instructions import Statement
+
+FORMAT_VERSION = 1
+DTYPES = {"f32": np.float32}
+
+
+@dataclass(frozen=True)
+class Port:
+    """A model input or output: its ONNX name, the global buffer holding it, its shape.
+
+    ``shape`` is the per-sample shape; ``batched`` ports carry a leading batch dimension of any
+    size at run time, unbatched ones are exactly ``shape``.
+    """
+
+    name: str
+    buffer: str
+    dtype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """Memory for activations: ``size`` elements per sample, in ``space`` (``global`` or ``coreN``)."""
+
+    name: str
+    dtype: str
+    size: int
+    space: str
+
+
+@dataclass(frozen=True)
+class Const:
+    """A constant array (weights, biases, tables) stored in the program's data section."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class Layer:
+    """An entry of the mapping table: which model node an instruction was generated for."""
+
+    index: int
+    name: str
+    op: str
+
+
+@dataclass
+class Program:
+    target: str
+    batched: bool
+    inputs: list[Port] = field(default_factory=list)
+    outputs: list[Port] = field(default_factory=list)
+    buffers: dict[str, Buffer] = field(default_factory=dict)
+    consts: dict[str, Const] = field(default_factory=dict)
+    layers: list[Layer] = field(default_factory=list)
+    cores: dict[int, tuple[Statement, ...]] = field(default_factory=dict)
+    data: dict[str, np.ndarray] = field(default_factory=dict)
+    version: int = FORMAT_VERSION
+
+    def instruction_count(self) -> int:
+        """Static instructions (a loop counts as one plus its body)."""
+        from isa.instructions import Loop
+
+        def count(stmts) -> int:
+            return sum(1 + count(s.body) if isinstance(s, Loop) else 1 for s in stmts)
+
+        return sum(count(stream) for stream in self.cores.values())

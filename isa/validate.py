@@ -1,0 +1,155 @@
+"""Static checks of a program: names, operand kinds, shapes, memory spaces and bounds.
+
+A program that passes cannot make the runtime read or write outside a buffer, so a corrupt or
+hand-edited file fails here with a message instead of producing garbage.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from isa.errors import ProgramError
+from isa.instructions import Instr, Loop, REDUCE_OPS
+from isa.program import Program
+from isa.views import CoreRef, Imm, View, WeightRef
+
+_KINDS = {"dst": (View,), "src": (View,), "src|imm": (View, Imm), "imm": (Imm,),
+          "weight": (WeightRef,), "core": (CoreRef,)}
+
+
+def validate(p: Program, check_data: bool = True) -> None:
+    """Raise ``ProgramError`` naming the core and instruction of the first fault found."""
+    if not p.cores:
+        raise ProgramError("program has no core streams")
+    for port in p.inputs + p.outputs:
+        buf = p.buffers.get(port.buffer)
+        if buf is None or buf.space != "global":
+            raise ProgramError(f"port {port.name!r}: buffer {port.buffer!r} is not a global buffer")
+        if int(np.prod(port.shape, dtype=np.int64)) != buf.size:
+            raise ProgramError(f"port {port.name!r}: shape {list(port.shape)} does not fill buffer "
+                               f"{port.buffer} of {buf.size} elements")
+    for layer_index, layer in enumerate(p.layers):
+        if layer.index != layer_index:
+            raise ProgramError(f"layer table out of order at {layer.name!r}")
+    if check_data:
+        for c in p.consts.values():
+            arr = p.data.get(c.name)
+            if arr is None:
+                raise ProgramError(f"constant {c.name} has no data")
+            if tuple(arr.shape) != tuple(c.shape):
+                raise ProgramError(f"constant {c.name}: data shape {list(arr.shape)} != declared {list(c.shape)}")
+    for core, stream in p.cores.items():
+        _check_stmts(p, core, stream, {}, ())
+
+
+def _check_stmts(p: Program, core: int, stmts, counts: dict[str, int], where: tuple) -> None:
+    for s in stmts:
+        if isinstance(s, Loop):
+            if s.var in counts:
+                raise ProgramError(f"core {core}: loop counter %{s.var} reused in a nested loop")
+            if s.count < 1:
+                raise ProgramError(f"core {core}: loop %{s.var} has count {s.count}")
+            _check_stmts(p, core, s.body, {**counts, s.var: s.count}, where + (s.var,))
+        else:
+            try:
+                _check_instr(p, core, s, counts)
+            except ProgramError as e:
+                from isa.asm import format_instr
+
+                raise ProgramError(f"core {core}: `{format_instr(s)}`: {e}") from None
+
+
+def _check_instr(p: Program, core: int, ins: Instr, counts: dict[str, int]) -> None:
+    spec = ins.spec
+    if len(ins.operands) != len(spec.operands):
+        raise ProgramError(f"{ins.opcode} takes {len(spec.operands)} operands ({' '.join(spec.operands)}), "
+                           f"got {len(ins.operands)}")
+    for kind, op in zip(spec.operands, ins.operands):
+        if not isinstance(op, _KINDS[kind]):
+            raise ProgramError(f"operand {op!r} is not a {kind}")
+    if ins.layer >= len(p.layers):
+        raise ProgramError(f"layer tag !{ins.layer} beyond the layer table")
+    if ins.opcode in ("send", "recv", "sync") and counts:
+        raise ProgramError(f"{ins.opcode} may not appear inside a loop")
+    local = f"core{core}"
+    for position, op in enumerate(ins.operands):
+        if isinstance(op, View):
+            _check_view(p, op, counts, local, ins.opcode, is_dst=spec.operands[position] == "dst")
+        elif isinstance(op, WeightRef):
+            _check_weight(p, op, counts)
+        elif isinstance(op, CoreRef) and op.core not in p.cores:
+            raise ProgramError(f"peer core {op.core} has no stream")
+    _check_shapes(p, ins)
+
+
+def _check_view(p: Program, v: View, counts, local: str, opcode: str, is_dst: bool) -> None:
+    for var in v.offset.vars():
+        if var not in counts:
+            raise ProgramError(f"%{var} is not an enclosing loop counter")
+    if v.buffer in p.buffers:
+        buf = p.buffers[v.buffer]
+        size, space = buf.size, buf.space
+    elif v.buffer in p.consts:
+        if is_dst:
+            raise ProgramError(f"constant {v.buffer} cannot be written")
+        size, space = p.consts[v.buffer].size, "const"
+    else:
+        raise ProgramError(f"unknown buffer {v.buffer}")
+    if any(d < 1 for d, _ in v.dims):
+        raise ProgramError(f"view of {v.buffer} has an empty dimension")
+    lo, hi = v.address_range(counts)
+    if lo < 0 or hi >= size:
+        raise ProgramError(f"view of {v.buffer} reaches elements {lo}..{hi}, outside 0..{size - 1}")
+    expected = {"load": ("global" if not is_dst else local), "store": (local if not is_dst else "global")}
+    want = expected.get(opcode, local)
+    if space != "const" and space != want:
+        raise ProgramError(f"{v.buffer} is in {space} memory, {opcode} needs it in {want}")
+
+
+def _check_weight(p: Program, w: WeightRef, counts) -> None:
+    c = p.consts.get(w.name)
+    if c is None:
+        raise ProgramError(f"unknown weight constant {w.name}")
+    want = 2 if w.index is None else 3
+    if len(c.shape) != want:
+        raise ProgramError(f"weight {w.name} has shape {list(c.shape)}, expected {want} dimensions")
+    if w.index is not None:
+        for var in w.index.vars():
+            if var not in counts:
+                raise ProgramError(f"%{var} is not an enclosing loop counter")
+        lo, hi = w.index.range(counts)
+        if lo < 0 or hi >= c.shape[0]:
+            raise ProgramError(f"weight index {lo}..{hi} outside 0..{c.shape[0] - 1}")
+
+
+def _check_shapes(p: Program, ins: Instr) -> None:
+    op, ops = ins.opcode, ins.operands
+    if op == "mvm":
+        dst, w, src = ops
+        n, k = p.consts[w.name].shape[-2:]
+        if src.size != k or dst.size != n:
+            raise ProgramError(f"weight {w.name} is {n}x{k} but src has {src.size} and dst {dst.size} elements")
+    elif op == "matmul":
+        dst, a, b = ops
+        if len(a.shape) < 2 or len(b.shape) < 2 or a.shape[-1] != b.shape[-2]:
+            raise ProgramError(f"cannot multiply {list(a.shape)} by {list(b.shape)}")
+        try:
+            lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            raise ProgramError(f"leading dimensions of {list(a.shape)} and {list(b.shape)} do not broadcast") from None
+        if tuple(dst.shape) != tuple(lead) + (a.shape[-2], b.shape[-1]):
+            raise ProgramError(f"dst shape {list(dst.shape)} is not the product shape")
+    elif op in REDUCE_OPS:
+        dst, src = ops
+        if tuple(src.shape[: len(dst.shape)]) != tuple(dst.shape) or len(src.shape) <= len(dst.shape):
+            raise ProgramError(f"reduction from {list(src.shape)} to {list(dst.shape)}: dst must be a prefix")
+    elif op == "argmax":
+        dst, src = ops
+        if tuple(src.shape[:-1]) != tuple(dst.shape):
+            raise ProgramError(f"argmax from {list(src.shape)} to {list(dst.shape)}")
+    elif op in ("send", "recv", "sync", "fill"):
+        return
+    else:
+        views = [v for v in ops if isinstance(v, View)]
+        for v in views[1:]:
+            if v.shape != views[0].shape:
+                raise ProgramError(f"operand shapes differ: {[list(x.shape) for x in views]}")

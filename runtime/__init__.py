@@ -1,0 +1,4 @@
+"""The simulator: runs an nmc program (and nothing else) on inputs."""
+from runtime.machine import SimulationError, execute
+
+__all__ = ["execute", "SimulationError"]

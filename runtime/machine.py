@@ -1,0 +1,218 @@
+"""The functional simulator: executes a program's core streams on batched inputs.
+
+Loops are parallel-for loops, so each body instruction runs once for all iterations: every
+operand becomes a strided numpy view with one axis per enclosing loop counter (stride = the
+counter's coefficient), after the batch axis. A convolution is one gathered matmul.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from isa.errors import NmcError
+from isa.instructions import BINARY_OPS, REDUCE_OPS, UNARY_OPS, Instr, Loop
+from isa.program import Program
+from isa.validate import validate
+from isa.views import Imm, View, WeightRef
+from runtime import kernels
+
+
+class SimulationError(NmcError):
+    """The program cannot run on these inputs (wrong input shape, deadlock, ...)."""
+
+
+@dataclass(frozen=True)
+class _Iter:
+    var: str
+    count: int
+
+
+class Machine:
+    """Memory of one run: a ``[batch, size]`` array per buffer, constants shared across the batch."""
+
+    def __init__(self, program: Program, batch: int):
+        self.p = program
+        self.batch = batch
+        self.mem = {name: np.zeros((batch, b.size), np.float32) for name, b in program.buffers.items()}
+        self.consts = {name: np.ascontiguousarray(program.data[name], dtype=np.float32).reshape(-1)
+                       for name in program.consts}
+        self.weights = {name: np.ascontiguousarray(program.data[name], dtype=np.float32)
+                        for name in program.consts}
+
+    # ------------------------------------------------------------------ operands
+    def view(self, v: View, iters: tuple[_Iter, ...]) -> np.ndarray:
+        """The elements of ``v`` for every sample and iteration: ``[batch, iters..., dims...]``."""
+        if v.buffer in self.mem:
+            arr = self.mem[v.buffer]
+            batch_stride = arr.strides[0]
+            flat = arr
+        else:
+            arr = self.consts[v.buffer]
+            batch_stride = 0
+            flat = arr[None, :]
+        item = arr.itemsize
+        base = flat[:, v.offset.const:] if v.offset.const else flat
+        shape = (self.batch,) + tuple(i.count for i in iters) + v.shape
+        strides = ((batch_stride,) + tuple(v.offset.coef(i.var) * item for i in iters)
+                   + tuple(stride * item for _, stride in v.dims))
+        return as_strided(base, shape=shape, strides=strides, writeable=v.buffer in self.mem)
+
+    def operand(self, op, iters):
+        if isinstance(op, Imm):
+            return np.float32(op.value)
+        return self.view(op, iters)
+
+    def weight(self, w: WeightRef, iters: tuple[_Iter, ...]) -> np.ndarray:
+        mats = self.weights[w.name]
+        if w.index is None:
+            return mats
+        index = np.full([i.count for i in iters], w.index.const, dtype=np.int64)
+        for axis, it in enumerate(iters):
+            coef = w.index.coef(it.var)
+            if coef:
+                shape = [1] * len(iters)
+                shape[axis] = it.count
+                index = index + coef * np.arange(it.count).reshape(shape)
+        return mats[index]  # [iters..., N, K]
+
+    # ------------------------------------------------------------------ execution
+    def execute(self, ins: Instr, iters: tuple[_Iter, ...] = ()) -> None:
+        op, ops = ins.opcode, ins.operands
+        if op in ("load", "store", "mov"):
+            self.view(ops[0], iters)[...] = self.view(ops[1], iters)
+        elif op == "fill":
+            self.view(ops[0], iters)[...] = np.float32(ops[1].value)
+        elif op in UNARY_OPS:
+            with np.errstate(all="ignore"):
+                self.view(ops[0], iters)[...] = kernels.UNARY[op](self.view(ops[1], iters))
+        elif op in BINARY_OPS:
+            with np.errstate(all="ignore"):
+                self.view(ops[0], iters)[...] = kernels.BINARY[op](self.view(ops[1], iters),
+                                                                   self.operand(ops[2], iters))
+        elif op == "mvm":
+            self._mvm(ops[0], ops[1], ops[2], iters)
+        elif op == "matmul":
+            dst = self.view(ops[0], iters)
+            dst[...] = np.matmul(self.view(ops[1], iters), self.view(ops[2], iters))
+        elif op in REDUCE_OPS:
+            dst = self.view(ops[0], iters)
+            src = self.view(ops[1], iters)
+            dst[...] = kernels.reduce(op, src, src.ndim - dst.ndim)
+        elif op == "softmax":
+            with np.errstate(all="ignore"):
+                self.view(ops[0], iters)[...] = kernels.softmax(self.view(ops[1], iters))
+        elif op == "argmax":
+            self.view(ops[0], iters)[...] = np.argmax(self.view(ops[1], iters), axis=-1)
+        elif op == "leaky":
+            x = self.view(ops[1], iters)
+            self.view(ops[0], iters)[...] = np.where(x >= 0, x, x * np.float32(ops[2].value))
+        elif op == "clip":
+            x = self.view(ops[1], iters)
+            self.view(ops[0], iters)[...] = np.minimum(np.maximum(x, np.float32(ops[2].value)),
+                                                       np.float32(ops[3].value))
+        else:
+            raise SimulationError(f"opcode {op} cannot run inside the functional core model")
+
+    def _mvm(self, dst_v: View, w: WeightRef, src_v: View, iters) -> None:
+        lead = 1 + len(iters)
+        src = self.view(src_v, iters)
+        src = src.reshape(src.shape[:lead] + (-1,))
+        mats = self.weight(w, iters)
+        if w.index is None:
+            out = src @ mats.T
+        else:
+            out = np.matmul(mats[None], src[..., None])[..., 0]
+        dst = self.view(dst_v, iters)
+        dst[...] = out.reshape(dst.shape)
+
+    def run_block(self, stmts, iters: tuple[_Iter, ...] = ()) -> None:
+        for s in stmts:
+            if isinstance(s, Loop):
+                self.run_block(s.body, iters + (_Iter(s.var, s.count),))
+            else:
+                self.execute(s, iters)
+
+
+def _stream_runner(machine: Machine, core: int, stream, mail: dict, syncs: dict, progress: list):
+    """A generator per core: runs its stream, yielding ('recv', peer) or ('sync', k) while it waits."""
+    for s in stream:
+        if isinstance(s, Instr) and s.opcode == "send":
+            peer = s.operands[0].core
+            mail.setdefault((core, peer), deque()).append(np.array(machine.view(s.operands[1], ())))
+        elif isinstance(s, Instr) and s.opcode == "recv":
+            peer = s.operands[1].core
+            while not mail.get((peer, core)):
+                yield ("recv from core", peer)
+            data = mail[(peer, core)].popleft()
+            dst = machine.view(s.operands[0], ())
+            if data[0].size != dst[0].size:
+                raise SimulationError(f"core {core}: recv of {dst[0].size} elements got a message of "
+                                      f"{data[0].size} from core {peer}")
+            dst[...] = data.reshape(dst.shape)
+        elif isinstance(s, Instr) and s.opcode == "sync":
+            syncs[core] += 1
+            while min(syncs.values()) < syncs[core]:
+                yield ("sync", syncs[core])
+        elif isinstance(s, Loop):
+            machine.run_block((s,))
+        else:
+            machine.execute(s)
+        progress[0] += 1
+
+
+def execute(program: Program, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run ``program`` on ``inputs`` (ONNX input name → array) and return its outputs by name."""
+    batch = _batch_size(program, inputs)
+    machine = Machine(program, batch)
+    for port in program.inputs:
+        machine.mem[port.buffer][...] = np.asarray(inputs[port.name], dtype=np.float32).reshape(batch, -1)
+    mail: dict = {}
+    syncs = {core: 0 for core in program.cores}
+    progress = [0]
+    runners = {core: _stream_runner(machine, core, stream, mail, syncs, progress)
+               for core, stream in program.cores.items()}
+    waiting: dict[int, tuple] = {}
+    while runners:
+        before = progress[0]
+        for core in sorted(runners):
+            try:
+                waiting[core] = next(runners[core])
+            except StopIteration:
+                del runners[core]
+                waiting.pop(core, None)
+                progress[0] += 1
+        if runners and progress[0] == before:
+            raise SimulationError("deadlock: " + ", ".join(
+                f"core {c} waits ({w[0]} {w[1]})" for c, w in sorted(waiting.items()))
+                + (f"; finished cores never reach the sync" if len(runners) < len(program.cores) else ""))
+    outputs = {}
+    for port in program.outputs:
+        arr = machine.mem[port.buffer]
+        outputs[port.name] = arr.reshape((batch,) + port.shape) if program.batched else arr.reshape(port.shape)
+    return outputs
+
+
+def _batch_size(program: Program, inputs: dict[str, np.ndarray]) -> int:
+    missing = [q.name for q in program.inputs if q.name not in inputs]
+    if missing:
+        raise SimulationError(f"missing input(s) {missing}; the program takes {[q.name for q in program.inputs]}")
+    extra = sorted(set(inputs) - {q.name for q in program.inputs})
+    if extra:
+        raise SimulationError(f"unknown input(s) {extra}; the program takes {[q.name for q in program.inputs]}")
+    batch = None
+    for port in program.inputs:
+        arr = np.asarray(inputs[port.name])
+        want = ("N",) + port.shape if program.batched else port.shape
+        ok = arr.shape[1:] == port.shape and arr.ndim >= 1 if program.batched else arr.shape == port.shape
+        if not ok:
+            raise SimulationError(f"input {port.name!r} has shape {list(arr.shape)}, expected {list(want)}")
+        b = arr.shape[0] if program.batched else 1
+        if batch is not None and b != batch:
+            raise SimulationError(f"inputs disagree on the batch size ({batch} vs {b})")
+        batch = b
+    if batch == 0:
+        raise SimulationError("empty batch")
+    return batch or 1
