@@ -20,8 +20,8 @@ class Affine:
     def range(self, counts: dict[str, int]) -> tuple[int, int]:
         """Smallest and largest value over all iterations of the loops in ``counts``."""
         lo = hi = self.const
-        for var, coef in self.terms:
-            span = coef * (counts[var] - 1)
+        for var in dict.fromkeys(self.vars()):
+            span = self.coef(var) * (counts[var] - 1)
             lo += min(0, span)
             hi += max(0, span)
         return lo, hi

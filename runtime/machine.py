@@ -163,8 +163,13 @@ def _stream_runner(machine: Machine, core: int, stream, mail: dict, syncs: dict,
         progress[0] += 1
 
 
-def execute(program: Program, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run ``program`` on ``inputs`` (ONNX input name → array) and return its outputs by name."""
+def execute(program: Program, inputs: dict[str, np.ndarray], validated: bool = False) -> dict[str, np.ndarray]:
+    """Run ``program`` on ``inputs`` (ONNX input name → array) and return its outputs by name.
+
+    The program is validated first (bounds of every view), unless the caller already did.
+    """
+    if not validated:
+        validate(program)
     batch = _batch_size(program, inputs)
     machine = Machine(program, batch)
     for port in program.inputs:

@@ -11,6 +11,7 @@ from compiler.frontend.context import NodeContext
 from compiler.frontend.loader import check_domains, detect_batched, fix_batch, fold_constants, opset_of, read_model
 from compiler.frontend.ops import CONVERTERS, supported_ops
 from compiler.ir.graph import Graph, TensorType
+from compiler.ir.verify import check_batch_axis
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
 
@@ -61,6 +62,8 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, batched: bool | None
             g.tensors[name] = TensorType(tuple(consts[name].shape))
         g.outputs.append(name)
     g.output_names = [o.name for o in proto.graph.output]
+    if g.batched:
+        check_batch_axis(g)
     return g
 
 

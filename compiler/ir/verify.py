@@ -38,9 +38,48 @@ def verify(g: Graph, after: str = "") -> None:
         if t not in defined:
             raise VerifyError(f"graph output {t!r} is never computed{where}")
     if g.batched:
-        for t, ty in g.tensors.items():
-            if t not in g.constants and (not ty.shape or ty.shape[0] != 1):
-                raise VerifyError(f"activation {t!r} of shape {list(ty.shape)} lost its leading batch axis{where}")
+        check_batch_axis(g, where)
+
+
+_BATCH_HINT = ("nmc runs a model with a free leading batch dimension sample by sample, so no operation may "
+               "act across axis 0 (export with a fixed batch size to compile the whole tensor as one sample)")
+
+
+class BatchAxisError(CompileError):
+    """A batched model moves or mixes the batch axis."""
+
+
+def check_batch_axis(g: Graph, where: str = "") -> None:
+    """In a batched graph every activation keeps the batch as its leading axis of size 1 and no
+    operation acts across it, so running the graph per sample is exact."""
+    for t, ty in g.tensors.items():
+        if t not in g.constants and (not ty.shape or ty.shape[0] != 1):
+            raise BatchAxisError(f"activation {t!r} of shape {list(ty.shape)} lost its leading batch axis"
+                                 f"{where}; {_BATCH_HINT}")
+    for node in g.nodes():
+        reason = _mixes_batch(g, node)
+        if reason:
+            raise BatchAxisError(f"{node.describe()}: {reason}{where}; {_BATCH_HINT}")
+
+
+def _mixes_batch(g: Graph, node: Node) -> str:
+    """Why ``node`` would mix samples of a batch (empty if it does not)."""
+    op = node.op
+    if isinstance(op, ops.Transpose) and op.perm[0] != 0:
+        return f"perm {list(op.perm)} moves the batch axis"
+    if isinstance(op, (ops.Softmax, ops.Reduce)) and 0 in op.axes:
+        return "it reduces over the batch axis"
+    if isinstance(op, (ops.Concat, ops.ArgMax)) and op.axis == 0:
+        return "it works along the batch axis"
+    if isinstance(op, ops.LayerNorm) and op.axis == 0:
+        return "it normalises over the batch axis"
+    if isinstance(op, ops.Slice) and (op.starts[0] != 0 or op.steps[0] != 1):
+        return "it slices the batch axis"
+    if isinstance(op, ops.Pad) and (op.pads[0] or op.pads[len(op.pads) // 2]):
+        return "it pads the batch axis"
+    if isinstance(op, ops.MatMul) and not g.is_const(node.inputs[1]) and len(g.shape(node.inputs[1])) < 3:
+        return "its right operand is a per-sample matrix of rank 2, so the batch axis is a matrix axis"
+    return ""
 
 
 def _check_op(g: Graph, node: Node, where: str) -> None:

@@ -1,0 +1,31 @@
+"""Small ONNX model builders shared by tests."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def make_model(nodes, inputs: dict[str, list], outputs: dict[str, list], initializers: dict[str, np.ndarray] = {},
+               opset: int = 17) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes, "test",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs.items()],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    if any(s is None for s in outputs.values()):  # fill unknown output shapes by inference
+        inferred = onnx.shape_inference.infer_shapes(model)
+        types = {vi.name: vi.type for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+        for out in model.graph.output:
+            if outputs[out.name] is None:
+                out.type.CopyFrom(types[out.name])
+    onnx.checker.check_model(model)
+    return model
+
+
+def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
