@@ -48,14 +48,17 @@ class PCM:
             return state.g
         return state.g * ((t + self.t0) / self.t0) ** (-state.nu)
 
-    def read(self, g: np.ndarray, t: float, rng: np.random.Generator) -> np.ndarray:
-        """1/f read noise: Q_s = min(0.0088 / max(g_rel^0.65, 1e-3), 0.2),
-        σ = Q_s·sqrt(ln((t + t_read) / (2 t_read))), g ← max(g + |g|·σ·ξ, 0)."""
-        t_eff = max(t, self.t_read)  # the formula needs t + t_read > 2 t_read
+    def read_sigma(self, g: np.ndarray, t: float) -> np.ndarray:
+        """Relative 1/f read noise at time t: Q_s = min(0.0088 / max(g_rel^0.65, 1e-3), 0.2),
+        σ = Q_s·sqrt(ln((t + t_read) / (2 t_read)))."""
+        t_eff = max(t, self.t_read)  # the formula needs t + t_read ≥ 2 t_read
         g_rel = np.abs(g) / self.g_max
         q_s = np.minimum(0.0088 / np.maximum(g_rel ** 0.65, 1e-3), 0.2)
-        sigma = q_s * np.sqrt(np.log((t_eff + self.t_read) / (2 * self.t_read)))
-        return np.maximum(g + np.abs(g) * sigma * rng.standard_normal(g.shape), 0.0)
+        return q_s * np.sqrt(np.log((t_eff + self.t_read) / (2 * self.t_read)))
+
+    def read(self, g: np.ndarray, t: float, rng: np.random.Generator) -> np.ndarray:
+        """One read: g ← max(g + |g|·σ·ξ, 0)."""
+        return np.maximum(g + np.abs(g) * self.read_sigma(g, t) * rng.standard_normal(g.shape), 0.0)
 
 
 def hermes_pcm() -> PCM:

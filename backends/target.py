@@ -1,4 +1,10 @@
-"""Targets: a chip described in a TOML file, read by compiler and runtime alike."""
+"""Targets: a chip described in a TOML file, read by compiler and runtime alike.
+
+A target names its cores in ``[[cores]]`` groups: ``vector`` cores (digital units for
+element-wise work, pooling, normalisation, requantisation) and ``crossbar`` cores (arrays that
+hold stationary weights: analog PCM/RRAM/SRAM or bit-exact digital SRAM CIM). Device physics
+is configured in ``[device]``. Every bad field is reported by its dotted name.
+"""
 from __future__ import annotations
 
 import sys
@@ -13,7 +19,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PRESET_DIR = Path(__file__).with_name("targets")
-CORE_KINDS = ("vector",)
+TECHNOLOGIES = ("pcm", "rram", "sram-analog", "sram-digital")
+WEIGHT_SCHEMES = ("differential", "offset")
+DEVICE_MODELS = ("pcm-joshi2020", "pcm-hermes", "rram-wan2022", "sram-analog", "none")
 
 
 class TargetError(NmcError):
@@ -21,10 +29,52 @@ class TargetError(NmcError):
 
 
 @dataclass(frozen=True)
-class CoreGroup:
-    kind: str
+class VectorCores:
     count: int
     precision: str
+    kind: str = "vector"
+
+
+@dataclass(frozen=True)
+class CrossbarCores:
+    """``count`` cores, each with ``crossbars_per_core`` arrays of ``rows`` × ``cols`` cells."""
+
+    count: int
+    technology: str
+    rows: int
+    cols: int
+    crossbars_per_core: int
+    cell_bits: int
+    weight_bits: int
+    input_bits: int
+    dac_bits: int
+    adc_bits: int
+    cols_per_adc: int
+    weight_scheme: str
+    kind: str = "crossbar"
+
+    @property
+    def analog(self) -> bool:
+        return self.technology != "sram-digital"
+
+    @property
+    def crossbars(self) -> int:
+        return self.count * self.crossbars_per_core
+
+
+@dataclass(frozen=True)
+class Device:
+    """Device physics switches and parameters; ``None`` fields use the model's published value."""
+
+    model: str
+    g_max: float | None = None
+    levels: int | None = None
+    stuck_on_rate: float = 0.0
+    stuck_off_rate: float = 0.0
+    read_noise: bool = True
+    programming_noise: bool = True
+    drift: bool = True
+    adc_noise_lsb: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -34,19 +84,39 @@ class Target:
     clock_ghz: float
     rtol: float
     min_top1_agreement: float
-    cores: tuple[CoreGroup, ...]
+    cores: tuple[VectorCores | CrossbarCores, ...]
+    device: Device
     source: str  # the TOML text, embedded in every compiled program
 
     @property
     def core_count(self) -> int:
         return sum(g.count for g in self.cores)
 
+    @property
+    def crossbar(self) -> CrossbarCores | None:
+        groups = [g for g in self.cores if isinstance(g, CrossbarCores)]
+        return groups[0] if groups else None
 
-_SCHEMA = {
-    "chip": {"name": str, "summary": str, "clock_ghz": (int, float)},
-    "verify": {"rtol": (int, float), "min_top1_agreement": (int, float)},
+    def one_line(self) -> str:
+        xb = self.crossbar
+        if xb is None:
+            return self.summary
+        return (f"{self.summary} [{xb.crossbars} × {xb.rows}×{xb.cols} {xb.technology}, "
+                f"W{xb.weight_bits}/I{xb.input_bits}/ADC{xb.adc_bits}]")
+
+
+_FIELDS = {
+    "chip": {"name": (str, True), "summary": (str, True), "clock_ghz": (float, True)},
+    "verify": {"rtol": (float, True), "min_top1_agreement": (float, True)},
+    "device": {"model": (str, True), "g_max": (float, False), "levels": (int, False),
+               "stuck_on_rate": (float, False), "stuck_off_rate": (float, False), "read_noise": (bool, False),
+               "programming_noise": (bool, False), "drift": (bool, False), "adc_noise_lsb": (float, False)},
 }
-_CORE_SCHEMA = {"kind": str, "count": int, "precision": str}
+_VECTOR = {"kind": (str, True), "count": (int, True), "precision": (str, True)}
+_CROSSBAR = {"kind": (str, True), "count": (int, True), "technology": (str, True), "rows": (int, True),
+             "cols": (int, True), "crossbars_per_core": (int, False), "cell_bits": (int, True),
+             "weight_bits": (int, True), "input_bits": (int, True), "dac_bits": (int, True),
+             "adc_bits": (int, True), "cols_per_adc": (int, False), "weight_scheme": (str, False)}
 
 
 def preset_names() -> list[str]:
@@ -54,7 +124,7 @@ def preset_names() -> list[str]:
 
 
 def load_target(name_or_path: str) -> Target:
-    """A preset by name (``ideal``) or a TOML file by path."""
+    """A preset by name (``ideal``, ``pcm``, ...) or a TOML file by path."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
@@ -67,45 +137,88 @@ def load_target(name_or_path: str) -> Target:
     return parse_target(preset.read_text(), name_or_path)
 
 
+def _table(origin: str, where: str, table: dict, schema: dict) -> dict:
+    for key in table:
+        if key not in schema:
+            raise TargetError(f"{origin}: unknown field {where}.{key}; known: {', '.join(schema)}")
+    out = {}
+    for key, (kind, required) in schema.items():
+        if key not in table:
+            if required:
+                raise TargetError(f"{origin}: missing field {where}.{key}")
+            continue
+        value = table[key]
+        ok = isinstance(value, bool) if kind is bool else (
+            isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else
+            isinstance(value, kind) and not isinstance(value, bool))
+        if not ok:
+            raise TargetError(f"{origin}: field {where}.{key} = {value!r} should be a {kind.__name__}")
+        out[key] = float(value) if kind is float else value
+    return out
+
+
+def _positive(origin: str, where: str, values: dict, *keys: str) -> None:
+    for key in keys:
+        if key in values and values[key] <= 0:
+            raise TargetError(f"{origin}: field {where}.{key} = {values[key]} must be positive")
+
+
 def parse_target(text: str, origin: str = "<target>") -> Target:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise TargetError(f"{origin}: not valid TOML: {e}") from None
     for key in doc:
-        if key not in _SCHEMA and key != "cores":
-            raise TargetError(f"{origin}: unknown section [{key}]; known: {', '.join(list(_SCHEMA) + ['cores'])}")
-    values = {}
-    for section, fields in _SCHEMA.items():
-        table = doc.get(section)
-        if not isinstance(table, dict):
+        if key not in _FIELDS and key != "cores":
+            raise TargetError(f"{origin}: unknown section [{key}]; known: chip, verify, cores, device")
+    sections = {}
+    for section in ("chip", "verify"):
+        if not isinstance(doc.get(section), dict):
             raise TargetError(f"{origin}: missing section [{section}]")
-        for key in table:
-            if key not in fields:
-                raise TargetError(f"{origin}: unknown field {section}.{key}; known: {', '.join(fields)}")
-        for key, kind in fields.items():
-            if key not in table:
-                raise TargetError(f"{origin}: missing field {section}.{key}")
-            if not isinstance(table[key], kind) or isinstance(table[key], bool):
-                raise TargetError(f"{origin}: field {section}.{key} = {table[key]!r} has the wrong type")
-            values[f"{section}.{key}"] = table[key]
+        sections[section] = _table(origin, section, doc[section], _FIELDS[section])
+    _positive(origin, "chip", sections["chip"], "clock_ghz")
+    device_doc = doc.get("device", {"model": "none"})
+    if not isinstance(device_doc, dict):
+        raise TargetError(f"{origin}: [device] must be a table")
+    dev = _table(origin, "device", device_doc, _FIELDS["device"])
+    if dev["model"] not in DEVICE_MODELS:
+        raise TargetError(f"{origin}: device.model = {dev['model']!r}; known: {', '.join(DEVICE_MODELS)}")
+    _positive(origin, "device", dev, "g_max", "levels")
+    for key in ("stuck_on_rate", "stuck_off_rate"):
+        if not 0 <= dev.get(key, 0.0) < 1:
+            raise TargetError(f"{origin}: field device.{key} must be in [0, 1)")
     cores = []
-    for i, group in enumerate(doc.get("cores", [])):
-        for key in group:
-            if key not in _CORE_SCHEMA:
-                raise TargetError(f"{origin}: unknown field cores[{i}].{key}; known: {', '.join(_CORE_SCHEMA)}")
-        for key, kind in _CORE_SCHEMA.items():
-            if not isinstance(group.get(key), kind):
-                raise TargetError(f"{origin}: field cores[{i}].{key} is missing or has the wrong type")
-        if group["kind"] not in CORE_KINDS:
-            raise TargetError(f"{origin}: cores[{i}].kind = {group['kind']!r}; known kinds: {', '.join(CORE_KINDS)}")
-        if group["count"] < 1:
-            raise TargetError(f"{origin}: cores[{i}].count must be at least 1")
-        cores.append(CoreGroup(group["kind"], group["count"], group["precision"]))
-    if not cores:
+    groups = doc.get("cores", [])
+    if not isinstance(groups, list) or not groups:
         raise TargetError(f"{origin}: a target needs at least one [[cores]] group")
-    if values["chip.clock_ghz"] <= 0:
-        raise TargetError(f"{origin}: chip.clock_ghz must be positive")
-    return Target(values["chip.name"], values["chip.summary"], float(values["chip.clock_ghz"]),
-                  float(values["verify.rtol"]), float(values["verify.min_top1_agreement"]),
-                  tuple(cores), text)
+    for i, group in enumerate(groups):
+        where = f"cores[{i}]"
+        kind = group.get("kind") if isinstance(group, dict) else None
+        if kind == "vector":
+            v = _table(origin, where, group, _VECTOR)
+            _positive(origin, where, v, "count")
+            cores.append(VectorCores(v["count"], v["precision"]))
+        elif kind == "crossbar":
+            v = _table(origin, where, group, _CROSSBAR)
+            _positive(origin, where, v, "count", "rows", "cols", "crossbars_per_core", "cell_bits", "weight_bits",
+                      "input_bits", "dac_bits", "adc_bits", "cols_per_adc")
+            if v["technology"] not in TECHNOLOGIES:
+                raise TargetError(f"{origin}: {where}.technology = {v['technology']!r}; known: {', '.join(TECHNOLOGIES)}")
+            scheme = v.get("weight_scheme", "differential")
+            if scheme not in WEIGHT_SCHEMES:
+                raise TargetError(f"{origin}: {where}.weight_scheme = {scheme!r}; known: {', '.join(WEIGHT_SCHEMES)}")
+            if v["dac_bits"] > v["input_bits"] or v["cell_bits"] > v["weight_bits"]:
+                raise TargetError(f"{origin}: {where}: dac_bits must not exceed input_bits, nor cell_bits weight_bits")
+            cores.append(CrossbarCores(v["count"], v["technology"], v["rows"], v["cols"],
+                                       v.get("crossbars_per_core", 1), v["cell_bits"], v["weight_bits"],
+                                       v["input_bits"], v["dac_bits"], v["adc_bits"], v.get("cols_per_adc", 1),
+                                       scheme))
+        else:
+            raise TargetError(f"{origin}: {where}.kind = {kind!r}; known kinds: vector, crossbar")
+    if not any(isinstance(c, VectorCores) for c in cores):
+        raise TargetError(f"{origin}: a target needs a [[cores]] group of kind 'vector' for digital work")
+    if sum(isinstance(c, CrossbarCores) for c in cores) > 1:
+        raise TargetError(f"{origin}: at most one [[cores]] group of kind 'crossbar' is supported")
+    chip, verify = sections["chip"], sections["verify"]
+    return Target(chip["name"], chip["summary"], chip["clock_ghz"], verify["rtol"], verify["min_top1_agreement"],
+                  tuple(cores), Device(**dev), text)

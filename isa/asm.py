@@ -11,7 +11,7 @@ from lark import Transformer, v_args
 
 from isa.errors import AsmSyntaxError
 from isa.instructions import OPCODES, Instr, Loop, Statement
-from isa.program import Buffer, Const, Layer, Port, Program
+from isa.program import Buffer, Const, Layer, Port, Program, Tile
 from isa.views import Affine, CoreRef, Imm, View, WeightRef
 
 _INDENT = "    "
@@ -77,6 +77,9 @@ def format_program(p: Program) -> str:
         lines.append(f".buffer {b.name} {b.dtype} {b.size} {b.space}")
     for c in p.consts.values():
         lines.append(f".const {c.name} {c.dtype} {_fmt_shape(c.shape)}")
+    for t in p.tiles.values():
+        lines.append(f".tile {t.name} weights={t.weights} core={t.core} xbar={t.xbar} row={t.row} col={t.col} "
+                     f"in_bits={t.in_bits} in_signed={int(t.in_signed)} adc_range={float(t.adc_range)!r}")
     for layer in p.layers:
         lines.append(f".layer {layer.index} {json.dumps(layer.name)} {json.dumps(layer.op)}")
     for core in sorted(p.cores):
@@ -126,6 +129,30 @@ class _Build(Transformer):
         if str(name) in self.p.consts:
             raise _Semantic(f"constant {name} declared twice", name)
         self.p.consts[str(name)] = Const(str(name), str(dtype), shape)
+
+    def field(self, key, value):
+        return (key, value)
+
+    def tile(self, name, *fields):
+        values = {}
+        for key, value in fields:
+            if str(key) not in Tile.FIELDS:
+                raise _Semantic(f"unknown tile field {key}; fields: {', '.join(Tile.FIELDS)}", key)
+            if str(key) in values:
+                raise _Semantic(f"tile field {key} given twice", key)
+            values[str(key)] = value
+        missing = [k for k in Tile.FIELDS if k not in values]
+        if missing:
+            raise _Semantic(f"tile {name} lacks field(s) {', '.join(missing)}", name)
+        try:
+            tile = Tile(str(name), str(values["weights"]), int(values["core"]), int(values["xbar"]),
+                        int(values["row"]), int(values["col"]), int(values["in_bits"]),
+                        bool(int(values["in_signed"])), float(values["adc_range"]))
+        except ValueError as e:
+            raise _Semantic(f"tile {name}: bad field value ({e})", name) from None
+        if str(name) in self.p.tiles:
+            raise _Semantic(f"tile {name} declared twice", name)
+        self.p.tiles[str(name)] = tile
 
     def layer(self, index, name, op):
         if int(index) != len(self.p.layers):

@@ -64,6 +64,17 @@ for _s in (
     _spec("mvm", "dst weight src", "matrix", "matrix-vector product with a stationary weight matrix",
           "dst = W @ src, W of shape [N, K] (or W[index] of a stacked [G, N, K] constant); "
           "src holds K elements and dst N elements, each read/written in view order"),
+    _spec("xmvm", "dst weight src", "crossbar", "matrix-vector product on a programmed crossbar tile",
+          "dst = the tile's integer weights [N, K] times the integer inputs src (K elements, each "
+          "in_bits wide), computed as the chip does: inputs enter dac_bits at a time, each weight "
+          "slice of cell_bits is a column of cells, column currents are digitised by the ADCs over "
+          "the tile's adc_range, and digital shift-and-add recombines slices; exact when the device "
+          "is noiseless and the ADC lossless. dst and src are i32"),
+    _spec("quant", "dst src imm imm imm", "vector", "quantise floats to integers",
+          "dst = clip(round_half_even(src / scale), lo, hi) with operands scale, lo, hi; "
+          "dst is i32, src f32"),
+    _spec("dequant", "dst src src|imm", "vector", "integers back to floats with a scale",
+          "dst = float32(src) * scale; dst f32, src i32, scale an f32 view or immediate"),
     _spec("matmul", "dst src src", "vector", "product of two activation matrices (e.g. attention)",
           "dst = a @ b over the last two dimensions, leading dimensions broadcast"),
     _spec("softmax", "dst src", "vector", "softmax along the last dimension",

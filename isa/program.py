@@ -8,7 +8,7 @@ import numpy as np
 from isa.instructions import Statement
 
 FORMAT_VERSION = 1
-DTYPES = {"f32": np.float32}
+DTYPES = {"f32": np.float32, "i32": np.int32}
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,26 @@ class Const:
 
 
 @dataclass(frozen=True)
+class Tile:
+    """A weight matrix programmed into one crossbar: ``weights`` names an i32 constant
+    ``[N, K]`` of signed integer levels; inputs are ``in_bits`` integers (signed or not); the
+    column ADCs cover ``[-adc_range, adc_range]`` in units of one cell level times one input
+    level. ``core``/``xbar``/``row``/``col`` say where it sits on the chip."""
+
+    name: str
+    weights: str
+    core: int
+    xbar: int
+    row: int
+    col: int
+    in_bits: int
+    in_signed: bool
+    adc_range: float
+
+    FIELDS = ("weights", "core", "xbar", "row", "col", "in_bits", "in_signed", "adc_range")
+
+
+@dataclass(frozen=True)
 class Layer:
     """An entry of the mapping table: which model node an instruction was generated for."""
 
@@ -66,6 +86,7 @@ class Program:
     buffers: dict[str, Buffer] = field(default_factory=dict)
     consts: dict[str, Const] = field(default_factory=dict)
     layers: list[Layer] = field(default_factory=list)
+    tiles: dict[str, Tile] = field(default_factory=dict)
     cores: dict[int, tuple[Statement, ...]] = field(default_factory=dict)
     data: dict[str, np.ndarray] = field(default_factory=dict)
     version: int = FORMAT_VERSION

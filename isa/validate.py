@@ -27,6 +27,14 @@ def validate(p: Program, check_data: bool = True) -> None:
         if int(np.prod(port.shape, dtype=np.int64)) != buf.size:
             raise ProgramError(f"port {port.name!r}: shape {list(port.shape)} does not fill buffer "
                                f"{port.buffer} of {buf.size} elements")
+    for tile in p.tiles.values():
+        c = p.consts.get(tile.weights)
+        if c is None or len(c.shape) != 2 or c.dtype != "i32":
+            raise ProgramError(f"tile {tile.name}: weights {tile.weights!r} must be a 2-D i32 constant")
+        if tile.core not in p.cores:
+            raise ProgramError(f"tile {tile.name}: core {tile.core} has no stream")
+        if not 1 <= tile.in_bits <= 16 or tile.adc_range <= 0:
+            raise ProgramError(f"tile {tile.name}: in_bits must be in 1..16 and adc_range positive")
     for layer_index, layer in enumerate(p.layers):
         if layer.index != layer_index:
             raise ProgramError(f"layer table out of order at {layer.name!r}")
@@ -74,11 +82,40 @@ def _check_instr(p: Program, core: int, ins: Instr, counts: dict[str, int]) -> N
     for position, op in enumerate(ins.operands):
         if isinstance(op, View):
             _check_view(p, op, counts, local, ins.opcode, is_dst=spec.operands[position] == "dst")
+        elif isinstance(op, WeightRef) and ins.opcode == "xmvm":
+            tile = p.tiles.get(op.name)
+            if tile is None or op.index is not None:
+                raise ProgramError(f"xmvm takes a tile name, {op.name!r} is not a declared tile")
+            if tile.core != core:
+                raise ProgramError(f"tile {op.name} sits on core {tile.core}, not on this core")
         elif isinstance(op, WeightRef):
             _check_weight(p, op, counts)
         elif isinstance(op, CoreRef) and op.core not in p.cores:
             raise ProgramError(f"peer core {op.core} has no stream")
     _check_shapes(p, ins)
+    _check_dtypes(p, ins)
+
+
+_DTYPE_RULES = {"quant": ("i32", "f32"), "dequant": ("f32", "i32", "f32"), "xmvm": ("i32", None, "i32"),
+                "mvm": ("f32", None, "f32")}
+
+
+def _dtype(p: Program, v: View) -> str:
+    return p.buffers[v.buffer].dtype if v.buffer in p.buffers else p.consts[v.buffer].dtype
+
+
+def _check_dtypes(p: Program, ins: Instr) -> None:
+    rule = _DTYPE_RULES.get(ins.opcode)
+    if rule is not None:
+        for want, op in zip(rule, ins.operands):
+            if want is not None and isinstance(op, View) and _dtype(p, op) != want:
+                raise ProgramError(f"{ins.opcode} operand {op.buffer} is {_dtype(p, op)}, expected {want}")
+        return
+    if ins.opcode == "argmax":
+        return
+    kinds = {_dtype(p, v) for v in ins.views()}
+    if len(kinds) > 1:
+        raise ProgramError(f"operands mix element types {sorted(kinds)}; convert with quant/dequant")
 
 
 def _check_view(p: Program, v: View, counts, local: str, opcode: str, is_dst: bool) -> None:
@@ -128,6 +165,14 @@ def _check_shapes(p: Program, ins: Instr) -> None:
         n, k = p.consts[w.name].shape[-2:]
         if src.size != k or dst.size != n:
             raise ProgramError(f"weight {w.name} is {n}x{k} but src has {src.size} and dst {dst.size} elements")
+    elif op == "xmvm":
+        dst, w, src = ops
+        tile = p.tiles.get(w.name)
+        if tile is None:
+            raise ProgramError(f"xmvm needs a tile, {w.name} is not one")
+        n, k = p.consts[tile.weights].shape
+        if src.size != k or dst.size != n:
+            raise ProgramError(f"tile {w.name} is {n}x{k} but src has {src.size} and dst {dst.size} elements")
     elif op == "matmul":
         dst, a, b = ops
         if len(a.shape) < 2 or len(b.shape) < 2 or a.shape[-1] != b.shape[-2]:

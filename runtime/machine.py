@@ -14,10 +14,12 @@ from numpy.lib.stride_tricks import as_strided
 
 from isa.errors import NmcError
 from isa.instructions import BINARY_OPS, REDUCE_OPS, UNARY_OPS, Instr, Loop
-from isa.program import Program
+from backends.target import Target, load_target
+from isa.program import DTYPES, Program
 from isa.validate import validate
 from isa.views import Imm, View, WeightRef
 from runtime import kernels
+from runtime.crossbar import ProgrammedTile, SimOptions
 
 
 class SimulationError(NmcError):
@@ -33,14 +35,29 @@ class _Iter:
 class Machine:
     """Memory of one run: a ``[batch, size]`` array per buffer, constants shared across the batch."""
 
-    def __init__(self, program: Program, batch: int):
+    def __init__(self, program: Program, batch: int, target: Target | None = None,
+                 options: SimOptions | None = None):
         self.p = program
         self.batch = batch
-        self.mem = {name: np.zeros((batch, b.size), np.float32) for name, b in program.buffers.items()}
-        self.consts = {name: np.ascontiguousarray(program.data[name], dtype=np.float32).reshape(-1)
-                       for name in program.consts}
+        self.mem = {name: np.zeros((batch, b.size), DTYPES[b.dtype]) for name, b in program.buffers.items()}
+        self.consts = {name: np.ascontiguousarray(program.data[name], dtype=DTYPES[c.dtype]).reshape(-1)
+                       for name, c in program.consts.items()}
+        self.tiles = self._program_tiles(target, options or SimOptions())
         self.weights = {name: np.ascontiguousarray(program.data[name], dtype=np.float32)
-                        for name in program.consts}
+                        for name, c in program.consts.items() if c.dtype == "f32"}
+
+    def _program_tiles(self, target: Target | None, options: SimOptions) -> dict[str, ProgrammedTile]:
+        """Program every crossbar tile once (programming noise is drawn here)."""
+        if not self.p.tiles:
+            return {}
+        if target is None:
+            target = load_target(self.p.target)
+        spec = target.crossbar
+        if spec is None:
+            raise SimulationError(f"the program uses crossbar tiles but target {target.name!r} has no crossbar cores")
+        rng = np.random.default_rng(options.seed)
+        return {name: ProgrammedTile(tile, self.p.data[tile.weights], spec, target.device, options, rng)
+                for name, tile in self.p.tiles.items()}
 
     # ------------------------------------------------------------------ operands
     def view(self, v: View, iters: tuple[_Iter, ...]) -> np.ndarray:
@@ -92,6 +109,15 @@ class Machine:
             with np.errstate(all="ignore"):
                 self.view(ops[0], iters)[...] = kernels.BINARY[op](self.view(ops[1], iters),
                                                                    self.operand(ops[2], iters))
+        elif op == "xmvm":
+            self._xmvm(ops[0], ops[1], ops[2], iters)
+        elif op == "quant":
+            x = self.view(ops[1], iters)
+            with np.errstate(all="ignore"):
+                q = np.round(x / np.float32(ops[2].value))
+            self.view(ops[0], iters)[...] = np.clip(q, ops[3].value, ops[4].value)
+        elif op == "dequant":
+            self.view(ops[0], iters)[...] = self.view(ops[1], iters).astype(np.float32) * self.operand(ops[2], iters)
         elif op == "mvm":
             self._mvm(ops[0], ops[1], ops[2], iters)
         elif op == "matmul":
@@ -115,6 +141,14 @@ class Machine:
                                                        np.float32(ops[3].value))
         else:
             raise SimulationError(f"opcode {op} cannot run inside the functional core model")
+
+    def _xmvm(self, dst_v: View, w: WeightRef, src_v: View, iters) -> None:
+        lead = 1 + len(iters)
+        src = self.view(src_v, iters)
+        shape = src.shape[:lead]
+        out = self.tiles[w.name].mvm(src.reshape(-1, src_v.size))
+        dst = self.view(dst_v, iters)
+        dst[...] = np.rint(out).reshape(shape + (-1,)).reshape(dst.shape)
 
     def _mvm(self, dst_v: View, w: WeightRef, src_v: View, iters) -> None:
         lead = 1 + len(iters)
@@ -163,15 +197,18 @@ def _stream_runner(machine: Machine, core: int, stream, mail: dict, syncs: dict,
         progress[0] += 1
 
 
-def execute(program: Program, inputs: dict[str, np.ndarray], validated: bool = False) -> dict[str, np.ndarray]:
+def execute(program: Program, inputs: dict[str, np.ndarray], target: Target | None = None,
+            options: SimOptions | None = None, validated: bool = False) -> dict[str, np.ndarray]:
     """Run ``program`` on ``inputs`` (ONNX input name → array) and return its outputs by name.
 
-    The program is validated first (bounds of every view), unless the caller already did.
+    ``target`` describes the chip (default: the preset named by the program); ``options`` set
+    time since programming, seed and noise switches. The program is validated first (bounds of
+    every view), unless the caller already did.
     """
     if not validated:
         validate(program)
     batch = _batch_size(program, inputs)
-    machine = Machine(program, batch)
+    machine = Machine(program, batch, target, options)
     for port in program.inputs:
         machine.mem[port.buffer][...] = np.asarray(inputs[port.name], dtype=np.float32).reshape(batch, -1)
     mail: dict = {}
