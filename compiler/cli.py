@@ -1,0 +1,382 @@
+"""The ``nmc`` command line: ``compile``, ``run``, ``verify``, ``targets``.
+
+Every user error (an ``NmcError``, an unreadable file) becomes one line ``nmc: error: ...`` on
+stderr and exit code 2; ``--debug`` shows the traceback instead. ``verify`` exits 1 when the
+program is outside the target's tolerance. Output files are written atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import sys
+import tempfile
+import traceback
+import zipfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from isa.errors import NmcError
+
+EXIT_OK, EXIT_VERIFY_FAILED, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 0, 1, 2, 3
+
+_PASS_SPEC = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*(?:\{(.*)\})?\s*$")
+
+
+class CliError(NmcError):
+    """A bad command-line value: an unreadable array file, an unknown input name, ..."""
+
+
+# ----------------------------------------------------------------------------- files
+def _write_atomic(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> None:
+    """Write through a temporary file in the same directory, renamed into place on success."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_writable_dir(path: str | os.PathLike) -> None:
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise CliError(f"{path}: cannot write, directory {parent} does not exist")
+
+
+def _split_key(spec: str) -> tuple[str, str | None]:
+    """``data.npz:x_image`` → (``data.npz``, ``x_image``); anything else → (spec, None)."""
+    match = re.match(r"^(.*\.npz):([^:/\\]+)$", spec)
+    if match and not Path(spec).exists():
+        return match.group(1), match.group(2)
+    return spec, None
+
+
+def _read_arrays(path: str) -> dict[str, np.ndarray] | np.ndarray:
+    """One array from a ``.npy`` file, or the named arrays of a ``.npz`` file."""
+    if not Path(path).is_file():
+        raise CliError(f"{path}: no such file")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                return {name: loaded[name] for name in loaded.files}
+        return loaded
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise CliError(f"{path}: not a readable .npy/.npz array file ({e})") from None
+
+
+def _pick(value: dict[str, np.ndarray] | np.ndarray, path: str, key: str | None) -> np.ndarray:
+    """The array of a ``.npy`` file, or array ``key`` of a ``.npz`` (its only one if no key)."""
+    if not isinstance(value, dict):
+        if key is not None:
+            raise CliError(f"{path} is a single array; drop :{key}")
+        return value
+    if key is None:
+        if len(value) != 1:
+            raise CliError(f"{path} holds several arrays ({', '.join(value)}); pick one with {path}:NAME")
+        return next(iter(value.values()))
+    if key not in value:
+        raise CliError(f"{path} has no array {key!r}; it holds: {', '.join(value) or 'nothing'}")
+    return value[key]
+
+
+def _read_array(spec: str) -> np.ndarray:
+    """``FILE.npy``, ``FILE.npz:KEY``, or a ``.npz`` holding exactly one array."""
+    path, key = _split_key(spec)
+    return _pick(_read_arrays(path), path, key)
+
+
+def _read_inputs(specs: Sequence[str], input_names: Sequence[str]) -> dict[str, np.ndarray]:
+    """``--input`` values → ONNX input name → array.
+
+    Forms: ``FILE.npy`` (the only input), ``NAME=FILE.npy``, ``NAME=FILE.npz:KEY``, and
+    ``FILE.npz`` whose arrays are named after the inputs.
+    """
+    inputs: dict[str, np.ndarray] = {}
+
+    def put(name: str, array: np.ndarray) -> None:
+        if name not in input_names:
+            raise CliError(f"unknown input {name!r}; the model takes: {', '.join(input_names)}")
+        if name in inputs:
+            raise CliError(f"input {name!r} given twice")
+        inputs[name] = array
+
+    for spec in specs:
+        name, sep, rest = spec.partition("=")
+        if sep and name and not Path(spec).exists():
+            put(name, _read_array(rest))
+            continue
+        path, key = _split_key(spec)
+        value = _read_arrays(path)
+        if isinstance(value, dict) and key is None and not (len(value) == 1 and len(input_names) == 1):
+            strangers = [n for n in value if n not in input_names]
+            if strangers:
+                raise CliError(f"{path} holds arrays {', '.join(strangers)}, not named after the model's "
+                               f"inputs ({', '.join(input_names)}); pick one with {path}:KEY or NAME={path}:KEY")
+            for array_name, array in value.items():
+                put(array_name, array)
+            continue
+        if len(input_names) != 1:
+            raise CliError(f"the model takes several inputs ({', '.join(input_names)}); "
+                           f"name them: --input NAME={spec}")
+        put(input_names[0], _pick(value, path, key))
+    missing = [n for n in input_names if n not in inputs]
+    if missing:
+        raise CliError(f"missing input(s) {', '.join(missing)}; give --input NAME=FILE.npy")
+    return inputs
+
+
+def _parse_pass_options(specs: Sequence[str]) -> dict[str, str]:
+    """``["tile-mapping{rows=128,cols=64}", ...]`` → ``{"tile-mapping": "rows=128,cols=64"}``."""
+    options: dict[str, str] = {}
+    for spec in specs:
+        match = _PASS_SPEC.match(spec)
+        if not match:
+            raise CliError(f"bad pass option {spec!r}; write -p \"pass-name{{option=value,...}}\"")
+        name, text = match.group(1), match.group(2) or ""
+        options[name] = ",".join(filter(None, (options.get(name, ""), text)))
+    return options
+
+
+def _fmt_shape(shape, batched: bool = False) -> str:
+    return "[" + ",".join((["N"] if batched else []) + [str(d) for d in shape]) + "]"
+
+
+def _fmt_bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    return f"{n / 1024:.1f} KiB" if n < 1024 ** 2 else f"{n / 1024 ** 2:.1f} MiB"
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_compile(args: argparse.Namespace) -> int:
+    from compiler.driver import compile_model
+    from compiler.ir.dump import dump
+    from isa.asm import format_program
+    from isa.container import save_program
+
+    out = Path(args.output) if args.output else Path(args.model).with_suffix(".nmc")
+    for path in filter(None, (out, args.asm)):
+        _check_writable_dir(path)
+    compiled = compile_model(args.model, args.target, pass_options=_parse_pass_options(args.pass_options))
+    if args.dump_ir:
+        print(dump(compiled.graph), end="")
+    program, target = compiled.program, compiled.target
+    if args.asm:
+        text = format_program(program).encode()
+        _write_atomic(args.asm, lambda f: f.write(text))
+    save_program(program, out, {"target.toml": target.source})
+
+    const_values = sum(c.size for c in program.consts.values())
+    const_bytes = sum(np.asarray(program.data[c]).nbytes for c in program.consts)
+    spaces: dict[str, list[int]] = {}
+    for b in program.buffers.values():
+        spaces.setdefault("global" if b.space == "global" else "core-local", []).append(b.size)
+    batched = program.batched
+    print(f"compiled {args.model} -> {out}")
+    print(f"  target        {target.name} ({target.one_line()})")
+    print(f"  inputs        " + ", ".join(f"{p.name} {p.dtype}{_fmt_shape(p.shape, batched)}" for p in program.inputs))
+    print(f"  outputs       " + ", ".join(f"{p.name} {p.dtype}{_fmt_shape(p.shape, batched)}" for p in program.outputs))
+    print(f"  layers        {len(program.layers)}")
+    if program.tiles:
+        print(f"  crossbar      {len(program.tiles)} tile(s) on "
+              f"{len({(t.core, t.xbar) for t in program.tiles.values()})} crossbar(s)")
+    print(f"  instructions  {program.instruction_count()} on {len(program.cores)} core(s)")
+    print(f"  constants     {len(program.consts)} arrays, {const_values:,} values ({_fmt_bytes(const_bytes)})")
+    print(f"  buffers       " + ", ".join(f"{len(sizes)} {space} ({sum(sizes):,} values/sample)"
+                                          for space, sizes in sorted(spaces.items(), reverse=True)))
+    if args.asm:
+        print(f"  assembly      {args.asm}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from backends.target import parse_target
+    from isa.container import load_program
+    from runtime import SimOptions, execute
+
+    if args.output and Path(args.output).suffix not in (".npy", ".npz"):
+        raise CliError(f"{args.output}: the output file must end in .npy (one output) or .npz")
+    if args.output:
+        _check_writable_dir(args.output)
+    program, attachments = load_program(args.program)
+    # The program carries the target it was compiled for; older files fall back to the preset.
+    target = (parse_target(attachments["target.toml"], f"{args.program}:target.toml")
+              if "target.toml" in attachments else None)
+    inputs = _read_inputs(args.input, [p.name for p in program.inputs])
+    outputs = execute(program, inputs, target, _sim_options(args, SimOptions))
+    if args.output:
+        _save_outputs(args.output, outputs)
+    for name, value in outputs.items():
+        print(f"{name}: {value.dtype}{_fmt_shape(value.shape)}")
+    if len(outputs) == 1:
+        value = next(iter(outputs.values()))
+        if value.ndim == 2 and value.shape[1] > 1:
+            print(_top1_summary(value))
+    if args.output:
+        print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def _sim_options(args: argparse.Namespace, options_type):
+    if args.time < 0:
+        raise CliError(f"--time {args.time}: the time since programming cannot be negative")
+    return options_type(time=args.time, seed=args.seed, noise=not args.no_noise,
+                        drift_compensation=not args.no_drift_compensation)
+
+
+def _save_outputs(path: str, outputs: dict[str, np.ndarray]) -> None:
+    if path.endswith(".npy"):
+        if len(outputs) != 1:
+            raise CliError(f"the program has {len(outputs)} outputs ({', '.join(outputs)}); "
+                           "write them to a .npz file")
+        value = next(iter(outputs.values()))
+        _write_atomic(path, lambda f: np.save(f, value))
+    else:
+        _write_atomic(path, lambda f: np.savez(f, **outputs))
+
+
+def _top1_summary(scores: np.ndarray) -> str:
+    classes = np.argmax(scores, axis=1)
+    shown = " ".join(map(str, classes[:20])) + (" ..." if len(classes) > 20 else "")
+    counts = np.bincount(classes, minlength=scores.shape[1])
+    histogram = " ".join(f"{c}:{n}" for c, n in enumerate(counts) if n)
+    return f"top-1 classes of {len(classes)} row(s): {shown}\n  per class: {histogram}"
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from compiler.frontend.loader import read_model, real_inputs
+    from compiler.verify import verify_model
+    from runtime import SimOptions
+
+    proto = read_model(args.model)
+    inputs = _read_inputs(args.input, [vi.name for vi in real_inputs(proto)])
+    labels = _read_array(args.labels) if args.labels else None
+    report = verify_model(proto, inputs, args.target, labels=labels,
+                          pass_options=_parse_pass_options(args.pass_options),
+                          options=_sim_options(args, SimOptions))
+    print(f"verify {args.model}")
+    print(report.format())
+    return EXIT_OK if report.ok else EXIT_VERIFY_FAILED
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from backends.target import load_target, preset_names
+
+    names = preset_names()
+    width = max(map(len, names), default=0)
+    for name in names:
+        print(f"{name.ljust(width)}  {load_target(name).one_line()}")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error")
+    parser = argparse.ArgumentParser(
+        prog="nmc", description="Compile ONNX models to in-memory-computing chips and simulate them.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def target_option(p):
+        p.add_argument("--target", "-t", default="ideal", metavar="NAME|FILE",
+                       help="a preset name (see `nmc targets`) or a target .toml file (default: ideal)")
+
+    def pass_option(p):
+        p.add_argument("-p", "--pass-option", dest="pass_options", action="append", default=[],
+                       metavar='"PASS{OPT=VAL,...}"', help="set options of a compiler pass (repeatable)")
+
+    def simulation_options(p):
+        g = p.add_argument_group("simulation (analog targets)")
+        g.add_argument("--time", type=float, default=0.0, metavar="SECONDS",
+                       help="time since the crossbars were programmed, for drift (default: 0)")
+        g.add_argument("--seed", type=int, default=0, help="seed of the device noise (default: 0)")
+        g.add_argument("--no-noise", action="store_true", help="switch device and read noise off")
+        g.add_argument("--no-drift-compensation", action="store_true",
+                       help="do not rescale outputs for conductance drift")
+
+    def input_option(p):
+        p.add_argument("--input", "-i", action="append", required=True, metavar="[NAME=]FILE",
+                       help="an input array: X.npy, NAME=X.npy, NAME=D.npz:KEY, or a .npz of named arrays "
+                            "(repeatable)")
+
+    p = sub.add_parser("compile", parents=[common], help="compile an ONNX model to a .nmc program",
+                       description="Compile an ONNX model to a self-contained .nmc program.")
+    p.add_argument("model", metavar="MODEL.onnx")
+    target_option(p)
+    p.add_argument("-o", "--output", metavar="OUT.nmc", help="the program file (default: MODEL.nmc)")
+    p.add_argument("--dump-ir", action="store_true", help="print the graph IR after the passes")
+    p.add_argument("--asm", metavar="OUT.s", help="also write the program's assembly text")
+    pass_option(p)
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("run", parents=[common], help="run a .nmc program on the simulator",
+                       description="Run a compiled program on input arrays.")
+    p.add_argument("program", metavar="PROGRAM.nmc")
+    input_option(p)
+    p.add_argument("-o", "--output", metavar="Y.npy|Y.npz",
+                   help="write the outputs: .npy for one output, .npz (named arrays) for any number")
+    simulation_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("verify", parents=[common], help="compare nmc with onnxruntime on a model",
+                       description="Compile MODEL, run it on nmc and on onnxruntime, compare the outputs. "
+                                   "Exit code 1 when they differ by more than the target allows.")
+    p.add_argument("model", metavar="MODEL.onnx")
+    input_option(p)
+    target_option(p)
+    p.add_argument("--labels", metavar="Y.npy", help="class labels (Y.npy or D.npz:KEY) to report accuracy")
+    pass_option(p)
+    simulation_options(p)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("targets", parents=[common], help="list the preset targets",
+                       description="List the preset targets shipped with nmc.")
+    p.set_defaults(func=cmd_targets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nmc`` console script; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error argparse has already printed
+        return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
+    try:
+        return args.func(args)
+    except (NmcError, OSError) as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"nmc: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("nmc: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug in nmc, not a user error
+        if args.debug:
+            traceback.print_exc()
+        print(f"nmc: internal error: {type(e).__name__}: {_one_line(e)} (run with --debug for the "
+              "traceback, and please report it)", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        where = f"{e.filename}: " if e.filename else ""
+        return f"{where}{e.strerror}"
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

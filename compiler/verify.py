@@ -1,0 +1,142 @@
+"""``nmc verify``: compile a model, run the program on the simulator and onnxruntime on the same
+inputs, and compare them against the target's tolerance.
+
+This module (with ``compiler/conformance.py``) is the one part of the compiler that imports the
+runtime and onnxruntime: it is the separate verification step of the design, not the pipeline.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from backends.target import Target, load_target
+from compiler.driver import compile_model
+from compiler.frontend.loader import read_model, real_inputs
+from isa.errors import NmcError
+from runtime import SimOptions, execute
+
+
+@dataclass(frozen=True)
+class OutputCheck:
+    """The comparison of one model output: nmc against onnxruntime (and against labels)."""
+
+    name: str
+    shape: tuple[int, ...]
+    max_abs_error: float
+    rel_error: float                     # max|nmc - ort| / max|ort|
+    top1_agreement: float | None         # fraction of rows whose argmax agrees (2-D outputs only)
+    accuracy: float | None = None        # nmc top-1 against labels
+    reference_accuracy: float | None = None  # onnxruntime top-1 against labels
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    target: Target
+    samples: int
+    outputs: tuple[OutputCheck, ...]
+    failures: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def format(self) -> str:
+        """The table ``nmc verify`` prints."""
+        t = self.target
+        rows = [("output", "shape", "max abs err", "rel err", "top-1 agree", "accuracy nmc / ort")]
+        for o in self.outputs:
+            accuracy = "-" if o.accuracy is None else f"{o.accuracy:.2%} / {o.reference_accuracy:.2%}"
+            rows.append((o.name, "[" + ",".join(map(str, o.shape)) + "]", f"{o.max_abs_error:.3g}",
+                         f"{o.rel_error:.3g}", "-" if o.top1_agreement is None else f"{o.top1_agreement:.2%}",
+                         accuracy))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = [f"target {t.name}: {self.samples} sample(s); tolerance rel err <= {t.rtol:g}, "
+                 f"top-1 agreement >= {t.min_top1_agreement:.2%}"]
+        lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+        lines += [f"FAIL: {f}" for f in self.failures] or ["PASS"]
+        return "\n".join(lines)
+
+
+def verify_model(model: str | os.PathLike | onnx.ModelProto, inputs: dict[str, np.ndarray],
+                 target: str | Target = "ideal", labels: np.ndarray | None = None,
+                 pass_options: dict[str, str] | None = None,
+                 options: SimOptions | None = None) -> VerifyReport:
+    """Compile ``model`` for ``target``, run it on ``inputs`` (ONNX input name → array) with the
+    simulator and with onnxruntime, and compare every output.
+
+    An output fails when its relative error exceeds ``target.rtol`` or, for a 2-D output
+    (rows of class scores), when the fraction of rows with the same argmax is below
+    ``target.min_top1_agreement``. ``labels`` (one class index per row) adds accuracies;
+    ``options`` are the simulator's run-time conditions (time since programming, noise, seed).
+    """
+    tgt = target if isinstance(target, Target) else load_target(target)
+    proto = read_model(model)
+    declared = [vi.name for vi in real_inputs(proto)]
+    unknown = sorted(set(inputs) - set(declared))
+    if unknown:
+        raise NmcError(f"unknown input(s) {unknown}; the model takes {declared}")
+    compiled = compile_model(proto, tgt, pass_options=pass_options)
+    ours = execute(compiled.program, inputs, tgt, options)
+    theirs = _run_onnxruntime(proto, inputs)
+    checks, failures = [], []
+    for name, got in ours.items():
+        want = theirs[name]
+        got = np.asarray(got, dtype=np.float64)
+        want = np.asarray(want, dtype=np.float64)
+        if got.shape != want.shape:
+            raise NmcError(f"output {name!r}: nmc gives shape {list(got.shape)}, onnxruntime "
+                           f"{list(want.shape)}")
+        abs_err = _max_abs_error(got, want)
+        scale = float(np.max(np.abs(want[np.isfinite(want)]), initial=0.0))
+        rel_err = abs_err / scale if scale > 0 else (0.0 if abs_err == 0 else float("inf"))
+        top1 = accuracy = ref_accuracy = None
+        if got.ndim == 2 and got.shape[1] > 0:
+            top1 = float(np.mean(np.argmax(got, axis=1) == np.argmax(want, axis=1)))
+            if labels is not None:
+                y = _labels_for(labels, got.shape[0], name)
+                accuracy = float(np.mean(np.argmax(got, axis=1) == y))
+                ref_accuracy = float(np.mean(np.argmax(want, axis=1) == y))
+        if not rel_err <= tgt.rtol:
+            failures.append(f"output {name!r}: relative error {rel_err:.3g} exceeds the target's rtol {tgt.rtol:g}")
+        if top1 is not None and top1 < tgt.min_top1_agreement:
+            failures.append(f"output {name!r}: top-1 agreement {top1:.2%} is below the target's "
+                            f"{tgt.min_top1_agreement:.2%}")
+        checks.append(OutputCheck(name, tuple(got.shape), abs_err, rel_err, top1, accuracy, ref_accuracy))
+    samples = next(iter(inputs.values())).shape[0] if compiled.program.batched and inputs else 1
+    return VerifyReport(tgt, int(samples), tuple(checks), tuple(failures))
+
+
+def _max_abs_error(got: np.ndarray, want: np.ndarray) -> float:
+    """max |got - want|, where equal infinities and NaN against NaN count as agreement and any
+    other non-finite mismatch as an infinite error."""
+    same = (got == want) | (np.isnan(got) & np.isnan(want))
+    diff = np.where(same, 0.0, np.abs(got - want))
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    return float(np.max(diff, initial=0.0))
+
+
+def _labels_for(labels: np.ndarray, rows: int, output: str) -> np.ndarray:
+    y = np.asarray(labels).reshape(-1)
+    if y.shape[0] != rows:
+        raise NmcError(f"labels hold {y.shape[0]} entries but output {output!r} has {rows} rows")
+    return y
+
+
+def _run_onnxruntime(proto: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    feeds = {}
+    for vi in real_inputs(proto):
+        if vi.name in inputs:
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+            feeds[vi.name] = np.asarray(inputs[vi.name]).astype(dtype, copy=False)
+    try:
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        values = session.run(None, feeds)
+    except Exception as e:  # onnxruntime raises its own untyped exceptions
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise NmcError(f"onnxruntime cannot run the model: {first}") from None
+    return {out.name: value for out, value in zip(session.get_outputs(), values)}
