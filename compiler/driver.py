@@ -12,7 +12,7 @@ from compiler.errors import CompileError
 from compiler.frontend import import_onnx
 from compiler.ir.graph import Graph
 from compiler.ir.verify import verify
-from compiler.passes import FoldBatchNorm, Pass
+from compiler.passes import BitSlicing, FoldBatchNorm, Partition, Pass, Placement, Quantize, TileMapping
 from isa.program import Program
 from isa.validate import validate
 
@@ -28,6 +28,11 @@ def default_passes() -> list[Pass]:
     """The graph passes, in order."""
     return [
         FoldBatchNorm(),  # BatchNormalization after Conv/Gemm becomes new weights and bias
+        Partition(),      # each layer to crossbars or to digital vector units, with the reason
+        Quantize(),       # integer weights per output channel; input encoding of crossbar layers
+        TileMapping(),    # weight matrices cut into crossbar-sized blocks (groups packed)
+        BitSlicing(),     # ADC range of each block from the cell levels it holds
+        Placement(),      # blocks onto crossbars of crossbar cores; too big is an error
     ]
 
 
@@ -41,7 +46,7 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, target: str | Targ
         verify(graph, after="frontend")
     passes = _configure(default_passes(), pass_options or {})
     for p in passes:                                          # graph passes
-        p.run(graph)
+        p.run(graph, tgt)
         if check:
             verify(graph, after=p.name)
     program = generate(graph, tgt.name)                        # codegen: ISA for the digital cores

@@ -14,3 +14,12 @@ class ModelError(CompileError):
 
 class UnsupportedOpError(CompileError):
     """An ONNX operator (or an attribute value of one) that nmc does not implement."""
+
+
+class NotConstantError(UnsupportedOpError):
+    """An operator parameter (weight, shape, axes, ...) is computed at run time, but nmc needs
+    its value at compile time. ``tensor`` is the ONNX name of that input."""
+
+    def __init__(self, message: str, tensor: str):
+        super().__init__(message)
+        self.tensor = tensor

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 
 from isa.instructions import Instr, Loop
-from isa.program import Buffer, Const, Layer, Port, Program
+from isa.program import Buffer, Const, Layer, Port, Program, Tile
 from isa.views import Affine, Imm, View, WeightRef
 
 
@@ -31,10 +32,18 @@ class Emitter:
         self.const_of: dict[str, str] = {}  # graph constant -> program constant
 
     # ------------------------------------------------------------------ declarations
-    def buffer(self, size: int, space: str | None = None, prefix: str = "t") -> str:
+    def buffer(self, size: int, space: str | None = None, prefix: str = "t", dtype: str = "f32") -> str:
         name = f"{prefix}{len(self.program.buffers)}"
-        self.program.buffers[name] = Buffer(name, "f32", max(int(size), 1), space or f"core{self.core}")
+        self.program.buffers[name] = Buffer(name, dtype, max(int(size), 1), space or f"core{self.core}")
         return name
+
+    def tile(self, tile: Tile, weights: np.ndarray) -> str:
+        """Declare a crossbar tile holding integer ``weights`` [N, K]."""
+        name = f"c{len(self.program.consts)}"
+        self.program.consts[name] = Const(name, "i32", tuple(weights.shape))
+        self.program.data[name] = np.ascontiguousarray(weights, dtype=np.int32)
+        self.program.tiles[tile.name] = replace(tile, weights=name)
+        return tile.name
 
     def constant(self, array: np.ndarray, key: str | None = None) -> str:
         if key is not None and key in self.const_of:

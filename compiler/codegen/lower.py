@@ -65,6 +65,11 @@ class Lowering:
 
     # ------------------------------------------------------------------ dispatch
     def lower(self, node: Node) -> None:
+        mapping = self.g.mapping.get(node.name)
+        if mapping is not None and mapping.unit == "crossbar":
+            from compiler.codegen.crossbar import CrossbarLowering
+
+            return CrossbarLowering(self).lower(node, mapping)
         method = getattr(self, "lower_" + type(node.op).__name__.lower(), None)
         if method is None:
             raise CompileError(f"{node.describe()}: no lowering for {type(node.op).__name__}")
@@ -116,71 +121,73 @@ class Lowering:
         return view(buf, off, dims)
 
     def _padded(self, x: str, begins, ends, fill: float):
-        """A copy of ``x`` [1, C, *S] with spatial padding; returns (buffer, padded spatial shape)."""
+        """``x`` [N, C, *S] with its spatial axes padded (a copy only if there is padding);
+        returns (buffer, offset, padded spatial shape)."""
         shape = self.shape(x)
-        channels, spatial = shape[1], shape[2:]
+        lead, spatial = tuple(shape[:2]), tuple(shape[2:])
         if not any(begins) and not any(ends):
             buf, off = self.place(x)
             return buf, off, spatial
         padded = tuple(s + b + e for s, b, e in zip(spatial, begins, ends))
-        full = (channels,) + padded
+        full = lead + padded
         pbuf = self.e.buffer(int(np.prod(full)))
         pstr = strides_of(full)
         self.e.emit("fill", view(pbuf, 0, [(int(np.prod(full)), 1)]), fill)
-        interior = view(pbuf, sum(b * st for b, st in zip(begins, pstr[1:])),
-                        [(channels, pstr[0])] + [(s, st) for s, st in zip(spatial, pstr[1:])])
-        self.e.emit("mov", interior, self.dense(x, (channels,) + spatial))
+        interior = view(pbuf, sum(b * st for b, st in zip(begins, pstr[2:])),
+                        [(lead[0], pstr[0]), (lead[1], pstr[1])] + [(s, st) for s, st in zip(spatial, pstr[2:])])
+        self.e.emit("mov", interior, self.dense(x))
         return pbuf, 0, padded
 
     def lower_conv(self, node: Node, op: ops.Conv) -> None:
         x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
         rank = len(op.kernel)
-        channels = self.shape(x)[1]
+        samples, channels = self.shape(x)[:2]
         out_shape = self.shape(y)
         m, o_spatial = out_shape[1], out_shape[2:]
         group = op.group
         cg, mg = channels // group, m // group
         pbuf, poff, p_spatial = self._padded(x, op.pads[:rank], op.pads[rank:], 0.0)
-        p_str = strides_of((channels,) + tuple(p_spatial))
-        o_str = strides_of((m,) + tuple(o_spatial))
+        p_str = strides_of((samples, channels) + tuple(p_spatial))
+        o_str = strides_of((samples, m) + tuple(o_spatial))
         wmat = self.g.constants[w].reshape(group, mg, -1) if group > 1 else self.g.constants[w].reshape(m, -1)
         wc = self.e.constant(wmat, key=w + "#mat")
         yb, yo = self.place(y)
-        with self.e.loop(group) as g:
-            self._conv_loops(op, rank, 0, [], g, wc, yb, yo, pbuf, poff, p_str, o_str, o_spatial, cg, mg)
+        with self.e.loop(samples) as n, self.e.loop(group) as g:
+            self._conv_loops(op, rank, 0, [], n, g, wc, yb, yo, pbuf, poff, p_str, o_str, o_spatial, cg, mg)
         if len(node.inputs) > 2:
             b = self.place(node.inputs[2])
             o_size = int(np.prod(o_spatial))
-            yv = view(yb, yo, [(m, o_size), (o_size, 1)])
-            self.e.emit("add", yv, yv, view(b[0], b[1], [(m, 1), (o_size, 0)]))
+            yv = view(yb, yo, [(samples, m * o_size), (m, o_size), (o_size, 1)])
+            self.e.emit("add", yv, yv, view(b[0], b[1], [(samples, 0), (m, 1), (o_size, 0)]))
 
-    def _conv_loops(self, op, rank, axis, counters, g, wc, yb, yo, pbuf, poff, p_str, o_str, o_spatial, cg, mg):
+    def _conv_loops(self, op, rank, axis, counters, n, g, wc, yb, yo, pbuf, poff, p_str, o_str, o_spatial, cg, mg):
         if axis < rank:
             with self.e.loop(o_spatial[axis]) as var:
-                self._conv_loops(op, rank, axis + 1, counters + [var], g, wc, yb, yo, pbuf, poff, p_str,
+                self._conv_loops(op, rank, axis + 1, counters + [var], n, g, wc, yb, yo, pbuf, poff, p_str,
                                  o_str, o_spatial, cg, mg)
             return
-        o_size = int(np.prod(o_spatial))
-        p_size = p_str[0]
-        dst = view(yb, affine(yo, (g, mg * o_size), *[(v, o_str[1 + a]) for a, v in enumerate(counters)]),
+        o_size = o_str[1]
+        p_size = p_str[1]
+        dst = view(yb, affine(yo, (n, o_str[0]), (g, mg * o_size),
+                              *[(v, o_str[2 + a]) for a, v in enumerate(counters)]),
                    [(mg, o_size)])
-        src = view(pbuf, affine(poff, (g, cg * p_size),
-                                *[(v, op.strides[a] * p_str[1 + a]) for a, v in enumerate(counters)]),
-                   [(cg, p_size)] + [(op.kernel[a], op.dilations[a] * p_str[1 + a]) for a in range(rank)])
+        src = view(pbuf, affine(poff, (n, p_str[0]), (g, cg * p_size),
+                                *[(v, op.strides[a] * p_str[2 + a]) for a, v in enumerate(counters)]),
+                   [(cg, p_size)] + [(op.kernel[a], op.dilations[a] * p_str[2 + a]) for a in range(rank)])
         self.e.emit("mvm", dst, weight(wc, affine(0, (g, 1)) if op.group > 1 else None), src)
 
     def lower_pool(self, node: Node, op: ops.Pool) -> None:
         x, y = node.inputs[0], node.outputs[0]
         rank = len(op.kernel)
-        channels = self.shape(x)[1]
+        samples, channels = self.shape(x)[:2]
         o_spatial = self.shape(y)[2:]
         fill = -np.inf if op.kind == "max" else 0.0
         pbuf, poff, p_spatial = self._padded(x, op.pads[:rank], op.pads[rank:], fill)
-        p_str = strides_of((channels,) + tuple(p_spatial))
-        yv = self.dense(y, (channels,) + tuple(o_spatial))
-        src = view(pbuf, poff, [(channels, p_str[0])]
-                   + [(o_spatial[a], op.strides[a] * p_str[1 + a]) for a in range(rank)]
-                   + [(op.kernel[a], op.dilations[a] * p_str[1 + a]) for a in range(rank)])
+        p_str = strides_of((samples, channels) + tuple(p_spatial))
+        yv = self.dense(y, (samples, channels) + tuple(o_spatial))
+        src = view(pbuf, poff, [(samples, p_str[0]), (channels, p_str[1])]
+                   + [(o_spatial[a], op.strides[a] * p_str[2 + a]) for a in range(rank)]
+                   + [(op.kernel[a], op.dilations[a] * p_str[2 + a]) for a in range(rank)])
         self.e.emit("rmax" if op.kind == "max" else "rsum", yv, src)
         if op.kind == "avg":
             divisors = pool_divisors(self.shape(x)[2:], op, o_spatial)
@@ -188,7 +195,8 @@ class Lowering:
                 self.e.emit("div", yv, yv, float(divisors.reshape(-1)[0]))
             else:
                 dc = self.e.constant(divisors)
-                self.e.emit("div", yv, yv, view(dc, 0, [(channels, 0)] + list(zip(o_spatial, strides_of(o_spatial)))))
+                self.e.emit("div", yv, yv, view(dc, 0, [(samples, 0), (channels, 0)]
+                                                + list(zip(o_spatial, strides_of(o_spatial)))))
 
     def lower_batchnorm(self, node: Node, op: ops.BatchNorm) -> None:
         x, y = node.inputs[0], node.outputs[0]
@@ -327,7 +335,7 @@ class Lowering:
 
 
 def generate(g: Graph, target_name: str) -> Program:
-    """Emit a single-core program for a digital float target."""
+    """Emit the program: digital work on vector core 0, crossbar layers on crossbar cores."""
     e = Emitter(target_name, g.batched)
     low = Lowering(g, e)
     for t in g.inputs:

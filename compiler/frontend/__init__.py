@@ -32,14 +32,22 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, batched: bool | None
     proto, consts, shapes = fold_constants(proto)
     opset = opset_of(proto)
     g = Graph(batched=batched)
+    # Non-float inputs are an error only where they are read as data: an int64 shape or axes input
+    # reaches a converter, which then reports that it must be a compile-time constant instead.
+    rejected: dict[str, str] = {}
     for vi in proto.graph.input:
         if vi.name in consts:
             continue
         elem = vi.type.tensor_type.elem_type
         if elem not in _FLOAT_TYPES:
-            raise ModelError(f"input {vi.name!r} has element type {onnx.TensorProto.DataType.Name(elem)}; "
-                             "nmc takes float inputs")
+            kind = onnx.TensorProto.DataType.Name(elem) if vi.type.HasField("tensor_type") else \
+                f"non-tensor type {vi.type.WhichOneof('value')}"
+            rejected[vi.name] = f"input {vi.name!r} of element type {kind}; nmc takes float inputs"
+            continue
         shape = tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
+        if 0 in shape:
+            rejected[vi.name] = f"input {vi.name!r} of zero-size shape {list(shape)}; nmc has no empty tensors"
+            continue
         g.inputs.append(vi.name)
         g.tensors[vi.name] = TensorType(shape)
     alias: dict[str, str] = {}
@@ -54,9 +62,11 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, batched: bool | None
                 raise UnsupportedOpError(
                     f"node {node.name or f'#{index}'!r} ({node.op_type}): output {out!r} has element type "
                     f"{onnx.TensorProto.DataType.Name(shapes[out][1])}; nmc computes float tensors only")
-        convert(NodeContext(g, node, opset, consts, shapes, alias, index))
+        convert(NodeContext(g, node, opset, consts, shapes, alias, index, rejected))
     for out in proto.graph.output:
         name = alias.get(out.name, out.name)
+        if name in rejected:
+            raise ModelError(f"graph output {out.name!r} is the {rejected[name]}")
         if name not in g.tensors and name in consts:
             g.constants[name] = np.ascontiguousarray(consts[name], dtype=np.float32)
             g.tensors[name] = TensorType(tuple(consts[name].shape))

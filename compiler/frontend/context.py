@@ -5,16 +5,18 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from compiler.errors import CompileError, UnsupportedOpError
+from compiler.errors import CompileError, ModelError, NotConstantError, UnsupportedOpError
 from compiler.ir.graph import Graph, Node, TensorType
 from compiler.ir.ops import Op
 
 
 class NodeContext:
     def __init__(self, graph: Graph, node: onnx.NodeProto, opset: int, consts: dict[str, np.ndarray],
-                 shapes: dict[str, tuple], alias: dict[str, str], index: int):
+                 shapes: dict[str, tuple], alias: dict[str, str], index: int,
+                 rejected: dict[str, str] | None = None):
         self.g, self.node, self.opset = graph, node, opset
         self._consts, self._shapes, self._alias = consts, shapes, alias
+        self._rejected = rejected or {}  # graph inputs nmc cannot take at run time -> why
         self._attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         self.label = node.name or f"{node.op_type}_{index}"
 
@@ -46,6 +48,8 @@ class NodeContext:
                 raise self.fail(f"constant input {name!r} has unsupported type {value.dtype}")
             self.g.constants[name] = np.ascontiguousarray(value, dtype=np.float32)
             self.g.tensors[name] = TensorType(tuple(value.shape))
+        if name in self._rejected and name not in self.g.tensors:
+            raise ModelError(f"node {self.label!r} ({self.node.op_type}) reads {self._rejected[name]}")
         if name not in self.g.tensors:
             raise self.fail(f"input {name!r} is not defined")
         return name
@@ -63,8 +67,14 @@ class NodeContext:
     def need_const(self, i: int, what: str) -> np.ndarray:
         value = self.const(i)
         if value is None:
-            raise self.fail(f"{what} (input {i}) must be a constant known at compile time")
+            raise NotConstantError(
+                f"node {self.label!r} ({self.node.op_type}, opset {self.opset}): {what} (input {i}, "
+                f"{self.node.input[i]!r}) must be a constant known at compile time", self.node.input[i])
         return value
+
+    def optional_const(self, i: int, what: str) -> np.ndarray | None:
+        """The value of optional input ``i`` (None when absent); present inputs must be constant."""
+        return self.need_const(i, what) if self.has_input(i) else None
 
     def shape(self, i: int) -> tuple[int, ...]:
         return self.g.shape(self.input(i))

@@ -151,8 +151,8 @@ def _rebuild(model: onnx.ModelProto, nodes, consts) -> onnx.ModelProto:
     inits = [numpy_helper.from_array(np.asarray(v), name=k) for k, v in consts.items() if k in used]
     graph = helper.make_graph(nodes, model.graph.name or "main", real_inputs(model),
                               list(model.graph.output), initializer=inits)
-    m = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
-    return m
+    # IR 4 or later: before it, shape inference ignores initializers that are not graph inputs
+    return helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=max(model.ir_version, 4))
 
 
 def check_domains(model: onnx.ModelProto, supported: set[str]) -> None:

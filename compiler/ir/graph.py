@@ -49,6 +49,8 @@ class Graph:
     tensors: dict[str, TensorType] = field(default_factory=dict)
     constants: dict[str, np.ndarray] = field(default_factory=dict)
     batched: bool = False
+    mapping: dict = field(default_factory=dict)  # node name -> compiler.ir.mapping.LayerMapping
+    ranges: dict = field(default_factory=dict)  # tensor -> (min, max) seen on calibration data
     dag: nx.DiGraph = field(default_factory=nx.DiGraph)
     _producer: dict[str, str] = field(default_factory=dict)
 

@@ -2,19 +2,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from compiler.errors import CompileError
 from compiler.ir.graph import Graph
 
+if TYPE_CHECKING:
+    from backends.target import Target
+
 
 @dataclass(frozen=True)
 class Pass:
-    """``run(graph)`` rewrites the graph in place and says whether it changed anything."""
+    """``run(graph, target)`` rewrites the graph (or its mapping records) in place and says
+    whether it changed anything."""
 
     name: ClassVar[str] = "pass"
 
-    def run(self, g: Graph) -> bool:  # pragma: no cover - interface
+    def run(self, g: Graph, target: "Target | None" = None) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
 
     def with_options(self, text: str) -> "Pass":

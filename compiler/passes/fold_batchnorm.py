@@ -14,7 +14,7 @@ from compiler.passes.base import Pass
 class FoldBatchNorm(Pass):
     name = "fold-batchnorm"
 
-    def run(self, g: Graph) -> bool:
+    def run(self, g: Graph, target=None) -> bool:
         changed = False
         for bn in list(g.nodes()):
             if not isinstance(bn.op, ops.BatchNorm):

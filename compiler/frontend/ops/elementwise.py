@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.frontend.context import NodeContext
+from compiler.frontend.context import NodeContext, norm_axis
 from compiler.frontend.ops import converter
 from compiler.ir import ops
 
 _UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "Log": "log", "Sqrt": "sqrt",
           "Neg": "neg", "Abs": "abs", "Reciprocal": "recip", "Erf": "erf", "Floor": "floor", "Ceil": "ceil"}
-_BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Pow": "pow", "Max": "max", "Min": "min"}
+_BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Pow": "pow"}
 
 
 @converter(*_UNARY)
@@ -35,9 +35,7 @@ def clip(ctx: NodeContext) -> None:
     if ctx.opset < 11:
         lo, hi = ctx.attr("min", -np.inf), ctx.attr("max", np.inf)
     else:
-        lo_v, hi_v = ctx.const(1), ctx.const(2)
-        if (ctx.has_input(1) and lo_v is None) or (ctx.has_input(2) and hi_v is None):
-            raise ctx.fail("min and max must be constants known at compile time")
+        lo_v, hi_v = ctx.optional_const(1, "min"), ctx.optional_const(2, "max")
         lo = -np.inf if lo_v is None else float(np.asarray(lo_v).reshape(-1)[0])
         hi = np.inf if hi_v is None else float(np.asarray(hi_v).reshape(-1)[0])
     ctx.emit(ops.Clip(float(lo), float(hi)), [ctx.input(0)])
@@ -45,20 +43,51 @@ def clip(ctx: NodeContext) -> None:
 
 @converter(*_BINARY)
 def binary(ctx: NodeContext) -> None:
-    if ctx.opset < 7 and ctx.attr("broadcast", 0):
-        raise ctx.fail("legacy broadcast attribute (opset < 7) is not supported; update the model's opset")
-    if ctx.node.op_type in ("Max", "Min") and ctx.n_inputs() != 2:
-        if ctx.n_inputs() == 1:
-            return ctx.alias(ctx.output, ctx.input(0))
-        raise ctx.fail("variadic Max/Min with more than two inputs is not supported")
-    ctx.emit(ops.Binary(_BINARY[ctx.node.op_type]), [ctx.input(0), ctx.input(1)])
+    b = ctx.input(1)
+    rank, b_shape = len(ctx.shape(0)), ctx.shape(1)
+    if ctx.opset < 7 and ctx.attr("broadcast", 0) and b_shape:  # legacy: B's axes align with A's from ``axis``
+        axis = norm_axis(int(ctx.attr("axis", rank - len(b_shape))), rank, ctx)
+        if axis + len(b_shape) > rank:
+            raise ctx.fail(f"broadcast axis {axis} does not fit B of shape {list(b_shape)} into rank {rank}")
+        aligned = tuple(b_shape) + (1,) * (rank - axis - len(b_shape))
+        if aligned != tuple(b_shape):
+            b = ctx.emit(ops.Reshape(), [b], ctx.temp("aligned"), aligned)
+    ctx.emit(ops.Binary(_BINARY[ctx.node.op_type]), [ctx.input(0), b])
 
 
-@converter("Identity", "Dropout")
+@converter("Max", "Min", "Sum", "Mean")
+def variadic(ctx: NodeContext) -> None:
+    """Any number of inputs (broadcast together): a chain of binary ops, then /n for Mean."""
+    fn = {"Max": "max", "Min": "min", "Sum": "add", "Mean": "add"}[ctx.node.op_type]
+    n = ctx.n_inputs()
+    divide = ctx.node.op_type == "Mean" and n > 1
+    acc = ctx.input(0)
+    for i in range(1, n):
+        last = i == n - 1 and not divide
+        shape = tuple(np.broadcast_shapes(ctx.g.shape(acc), ctx.shape(i)))
+        acc = ctx.emit(ops.Binary(fn), [acc, ctx.input(i)], None if last else ctx.temp(fn), shape)
+    if divide:
+        ctx.emit(ops.Binary("div"), [acc, ctx.add_const("count", np.float32(n))])
+    elif n == 1:
+        ctx.alias(ctx.output, acc)
+
+
+@converter("Identity")
 def identity(ctx: NodeContext) -> None:
     ctx.alias(ctx.output, ctx.input(0))
-    if ctx.node.op_type == "Dropout" and len(ctx.node.output) > 1 and ctx.node.output[1]:
+
+
+@converter("Dropout")
+def dropout(ctx: NodeContext) -> None:
+    """Inference Dropout is the identity; training mode with a non-zero ratio is random."""
+    if len(ctx.node.output) > 1 and ctx.node.output[1]:
         raise ctx.fail("the mask output of Dropout is not supported")
+    training = ctx.optional_const(2, "training_mode") if ctx.opset >= 12 else None
+    if training is not None and bool(np.asarray(training).reshape(-1)[0]):
+        ratio = ctx.optional_const(1, "ratio")
+        if ratio is None or float(np.asarray(ratio).reshape(-1)[0]) != 0.0:
+            raise ctx.fail("training-mode Dropout (random) is not supported; export the model in eval mode")
+    ctx.alias(ctx.output, ctx.input(0))
 
 
 @converter("Cast")
@@ -66,4 +95,11 @@ def cast(ctx: NodeContext) -> None:
     to = ctx.attr("to")
     if to not in (1, 10, 11, 16):  # float, float16, double, bfloat16: all computed as f32
         raise ctx.fail(f"Cast to type {to} is not supported; nmc computes in float32")
+    ctx.alias(ctx.output, ctx.input(0))
+
+
+@converter("CastLike")
+def cast_like(ctx: NodeContext) -> None:
+    """Cast to the element type of input 1 (whose values are not read); the frontend has
+    already rejected non-float results, and floats are all computed as float32."""
     ctx.alias(ctx.output, ctx.input(0))

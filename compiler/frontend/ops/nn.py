@@ -21,10 +21,8 @@ def gemm(ctx: NodeContext) -> None:
             m, k = ctx.shape(0)
             a = ctx.emit(ops.Transpose((1, 0)), [a], ctx.temp("a_t"), (k, m))
     b_value = ctx.const(1)
-    c_value = ctx.const(2)
+    c_value = ctx.optional_const(2, "C")
     out_shape = ctx.out_shape()
-    if ctx.has_input(2) and c_value is None:
-        raise ctx.fail("the C input of Gemm must be a constant")
     if b_value is not None and not ctx.g.is_const(a):
         b_eff = b_value.T if trans_b else b_value  # [K, N]
         weight = ctx.add_const("weight", alpha * b_eff.T)
@@ -123,6 +121,12 @@ def _pool(ctx: NodeContext, kind: str) -> None:
     dilations = tuple(ctx.attr("dilations", [1] * rank))
     pads = _spatial_pads(ctx, x_shape[2:], kernel, strides, dilations)
     out = ctx.out_shape()
+    if ctx.attr("ceil_mode", 0):
+        for axis in range(rank):
+            # onnxruntime drops a last window that would start in the end padding
+            if (out[2 + axis] - 1) * strides[axis] >= x_shape[2 + axis] + pads[axis]:
+                raise ctx.fail("ceil_mode makes the last window start in the padding, where ONNX shape "
+                               "inference and onnxruntime disagree on the output size")
     ends = []
     for axis in range(rank):
         needed = (out[2 + axis] - 1) * strides[axis] + (kernel[axis] - 1) * dilations[axis] + 1 \

@@ -21,17 +21,32 @@ def batch_norm(ctx: NodeContext) -> None:
 
 @converter("LayerNormalization")
 def layer_norm(ctx: NodeContext) -> None:
-    if len(ctx.node.output) > 1 and any(ctx.node.output[1:]):
-        raise ctx.fail("the Mean/InvStdDev outputs of LayerNormalization are not supported")
-    rank = len(ctx.shape(0))
+    shape = ctx.shape(0)
+    rank = len(shape)
     axis = norm_axis(int(ctx.attr("axis", -1)), rank, ctx)
+    epsilon = float(ctx.attr("epsilon", 1e-5))
     inputs = [ctx.input(0)]
     ctx.need_const(1, "the scale")
     inputs.append(ctx.input(1))
     if ctx.has_input(2):
         ctx.need_const(2, "the bias")
         inputs.append(ctx.input(2))
-    ctx.emit(ops.LayerNorm(axis, float(ctx.attr("epsilon", 1e-5))), inputs)
+    ctx.emit(ops.LayerNorm(axis, epsilon), inputs)
+    mean_out = ctx.node.output[1] if len(ctx.node.output) > 1 else ""
+    inv_std_out = ctx.node.output[2] if len(ctx.node.output) > 2 else ""
+    if mean_out or inv_std_out:  # the optional statistics outputs, computed beside the fused op
+        axes = tuple(range(axis, rank))
+        stat = tuple(shape[:axis]) + (1,) * (rank - axis)
+        x = ctx.input(0)
+        mean = ctx.emit(ops.Reduce("mean", axes, True), [x], mean_out or ctx.temp("mean"), stat)
+        if inv_std_out:
+            centred = ctx.emit(ops.Binary("sub"), [x, mean], ctx.temp("centred"), shape)
+            square = ctx.emit(ops.Binary("mul"), [centred, centred], ctx.temp("square"), shape)
+            var = ctx.emit(ops.Reduce("mean", axes, True), [square], ctx.temp("var"), stat)
+            var_eps = ctx.emit(ops.Binary("add"), [var, ctx.add_const("epsilon", np.float32(epsilon))],
+                               ctx.temp("var_eps"), stat)
+            std = ctx.emit(ops.Unary("sqrt"), [var_eps], ctx.temp("std"), stat)
+            ctx.emit(ops.Unary("recip"), [std], inv_std_out, stat)
 
 
 _REDUCE = {"ReduceMean": "mean", "ReduceSum": "sum", "ReduceMax": "max", "ReduceMin": "min"}
@@ -43,9 +58,7 @@ def reduce(ctx: NodeContext) -> None:
     rank = len(ctx.shape(0))
     keepdims = bool(ctx.attr("keepdims", 1))
     if ctx.opset >= _AXES_AS_INPUT.get(ctx.node.op_type, 18):
-        axes_value = ctx.const(1)
-        if ctx.has_input(1) and axes_value is None:
-            raise ctx.fail("axes must be a constant known at compile time")
+        axes_value = ctx.optional_const(1, "axes")
         axes = [] if axes_value is None else [int(a) for a in np.asarray(axes_value).reshape(-1)]
         if not axes and ctx.attr("noop_with_empty_axes", 0):
             return ctx.alias(ctx.output, ctx.input(0))

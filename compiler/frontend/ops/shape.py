@@ -11,6 +11,8 @@ from compiler.ir import ops
 @converter("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 def reshape(ctx: NodeContext) -> None:
     """All four keep the data order: one IR Reshape with the inferred output shape."""
+    if ctx.has_input(1):  # Reshape's shape (opset 5+), Squeeze/Unsqueeze axes (opset 13+)
+        ctx.need_const(1, "shape" if ctx.node.op_type == "Reshape" else "axes")
     out = ctx.out_shape()
     if int(np.prod(out, dtype=np.int64)) != int(np.prod(ctx.shape(0), dtype=np.int64)):
         raise ctx.fail(f"cannot reshape {list(ctx.shape(0))} to {list(out)}")
@@ -61,9 +63,8 @@ def slice_(ctx: NodeContext) -> None:
     else:
         starts = [int(v) for v in ctx.need_const(1, "starts").reshape(-1)]
         ends = [int(v) for v in ctx.need_const(2, "ends").reshape(-1)]
-        axes = [int(v) for v in ctx.const(3).reshape(-1)] if ctx.has_input(3) else list(range(len(starts)))
-        if ctx.has_input(3) and ctx.const(3) is None:
-            raise ctx.fail("axes must be a constant")
+        axes_value = ctx.optional_const(3, "axes")
+        axes = list(range(len(starts))) if axes_value is None else [int(v) for v in axes_value.reshape(-1)]
         steps = [int(v) for v in ctx.need_const(4, "steps").reshape(-1)] if ctx.has_input(4) else [1] * len(starts)
     full_starts, full_steps = [0] * rank, [1] * rank
     out = list(shape)
@@ -113,9 +114,8 @@ def pad(ctx: NodeContext) -> None:
         pads, value = list(ctx.attr("pads")), float(ctx.attr("value", 0.0))
     else:
         pads = [int(v) for v in ctx.need_const(1, "pads").reshape(-1)]
-        value_arr = ctx.const(2) if ctx.has_input(2) else np.zeros(1)
-        if value_arr is None:
-            raise ctx.fail("constant_value must be a constant")
+        value_arr = ctx.optional_const(2, "constant_value")
+        value_arr = np.zeros(1) if value_arr is None else value_arr
         value = float(np.asarray(value_arr).reshape(-1)[0]) if np.asarray(value_arr).size else 0.0
         if ctx.has_input(3):
             axes = [norm_axis(int(a), rank, ctx) for a in ctx.need_const(3, "axes").reshape(-1)]

@@ -1,0 +1,164 @@
+"""Lowering of a crossbar-mapped Dense or Conv layer.
+
+On the vector core (core 0): the input is padded, quantised to integers (with a scale fixed
+by calibration or taken per sample from the largest |x|) and sent to every crossbar core that
+holds a tile of the layer. Each crossbar core receives it, runs one loop of ``xmvm`` per tile
+over the output positions (a convolution reads im2col windows as strided views) and sends the
+partial sums back. The vector core adds the partial sums of row blocks, dequantises with the
+per-channel weight scale and the input scale, and adds the bias.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.codegen.emitter import affine, strides_of, view, weight
+from compiler.ir import ops
+from compiler.ir.graph import Node
+from compiler.ir.mapping import LayerMapping
+from compiler.passes.bit_slicing import block_matrix
+from isa.program import Tile
+
+VECTOR_CORE = 0
+_TINY = 1e-30
+
+
+class CrossbarLowering:
+    def __init__(self, low):
+        self.low, self.e, self.g = low, low.e, low.g
+
+    def lower(self, node: Node, mapping: LayerMapping) -> None:
+        quant = mapping.quant
+        x, y = node.inputs[0], node.outputs[0]
+        conv = isinstance(node.op, ops.Conv)
+        e = self.e
+        e.core = VECTOR_CORE
+        # geometry: the integer input buffer and how a block reads it at each output position
+        if conv:
+            rank = len(node.op.kernel)
+            channels = self.g.shape(x)[1]
+            out_shape = self.g.shape(y)
+            m, o_spatial = out_shape[1], tuple(out_shape[2:])
+            kernel = int(np.prod(node.op.kernel))
+            pbuf, poff, p_spatial = self.low._padded(x, node.op.pads[:rank], node.op.pads[rank:], 0.0)
+            in_size = channels * int(np.prod(p_spatial))
+            src_f32 = view(pbuf, poff, [(in_size, 1)])
+            positions = o_spatial
+        else:
+            k = self.g.shape(node.inputs[1])[1]
+            m = self.g.shape(node.inputs[1])[0]
+            rows = self.g.tensors[x].size // k
+            kernel = 1
+            in_size = rows * k
+            xb, xo = self.low.place(x)
+            src_f32 = view(xb, xo, [(in_size, 1)])
+            positions = (rows,)
+        n_pos = int(np.prod(positions))
+        # 1. input scale and quantisation on the vector core
+        if quant.input_scale is None:
+            xs = self.low.dense(x, (self.g.tensors[x].size,))
+            absx = e.buffer(self.g.tensors[x].size)
+            scale = e.buffer(1)
+            e.emit("abs", view(absx, 0, [(self.g.tensors[x].size, 1)]), xs)
+            e.emit("rmax", view(scale, 0, [(1, 1)]), view(absx, 0, [(1, 0), (self.g.tensors[x].size, 1)]))
+            e.emit("div", view(scale, 0, [(1, 1)]), view(scale, 0, [(1, 1)]), float(quant.input_max))
+            e.emit("max", view(scale, 0, [(1, 1)]), view(scale, 0, [(1, 1)]), _TINY)
+            scale_op = view(scale, 0, [(in_size, 0)])
+        else:
+            scale_op = float(np.float32(quant.input_scale))
+        lo = -quant.input_max if quant.input_signed else 0
+        qin = e.buffer(in_size, dtype="i32")
+        e.emit("quant", view(qin, 0, [(in_size, 1)]), src_f32, scale_op, float(lo), float(quant.input_max))
+        # 2. ship the integers to each crossbar core of the layer
+        cores = sorted({t.core for t in mapping.tiles})
+        remote_in = {}
+        for c in cores:
+            e.emit("send", _core(c), view(qin, 0, [(in_size, 1)]))
+        q = self.g.constants[quant.weights]
+        partials = []
+        for c in cores:
+            e.core = c
+            remote_in[c] = e.buffer(in_size, dtype="i32")
+            e.emit("recv", view(remote_in[c], 0, [(in_size, 1)]), _core(VECTOR_CORE))
+            for index, block in enumerate(mapping.tiles):
+                if block.core != c:
+                    continue
+                name = e.tile(Tile(f"x{len(e.program.tiles)}", "", c, block.xbar, 0, 0, quant.input_bits,
+                                   quant.input_signed, block.adc_range), block_matrix(q, block, kernel))
+                n_out = block.groups * block.outs
+                part = e.buffer(n_out * n_pos, dtype="i32")
+                if conv:
+                    self._conv_block(node.op, name, part, remote_in[c], block, channels, p_spatial, o_spatial, rank)
+                else:
+                    self._dense_block(name, part, remote_in[c], block, rows, k)
+                e.emit("send", _core(VECTOR_CORE), view(part, 0, [(n_out * n_pos, 1)]))
+                partials.append((c, block, n_out))
+        # 3. gather partial sums on the vector core, dequantise, add the bias
+        e.core = VECTOR_CORE
+        acc = e.buffer(m * n_pos, dtype="i32")
+        e.emit("fill", view(acc, 0, [(m * n_pos, 1)]), 0.0)
+        mg = m // (node.op.group if conv else 1)
+        for c, block, n_out in partials:
+            back = e.buffer(n_out * n_pos, dtype="i32")
+            e.emit("recv", view(back, 0, [(n_out * n_pos, 1)]), _core(c))
+            ch0 = block.group * mg + block.out
+            if conv:  # acc and partials are [channel, position]
+                dst = view(acc, ch0 * n_pos, [(n_out, n_pos), (n_pos, 1)])
+                src = view(back, 0, [(n_out, n_pos), (n_pos, 1)])
+            else:  # [row, output]
+                dst = view(acc, ch0, [(rows, m), (n_out, 1)])
+                src = view(back, 0, [(rows, n_out), (n_out, 1)])
+            e.emit("add", dst, dst, src)
+        yb, yo = self.low.place(y)
+        wscale = self.low.place(quant.weight_scale)
+        if conv:
+            yv = view(yb, yo, [(m, n_pos), (n_pos, 1)])
+            accv = view(acc, 0, [(m, n_pos), (n_pos, 1)])
+            sv = view(wscale[0], wscale[1], [(m, 1), (n_pos, 0)])
+        else:
+            yv = view(yb, yo, [(rows, m), (m, 1)])
+            accv = view(acc, 0, [(rows, m), (m, 1)])
+            sv = view(wscale[0], wscale[1], [(rows, 0), (m, 1)])
+        e.emit("dequant", yv, accv, sv)
+        if quant.input_scale is None:
+            e.emit("mul", yv, yv, view(scale, 0, [(yv.dims[0][0], 0), (yv.dims[1][0], 0)]))
+        else:
+            e.emit("mul", yv, yv, scale_op)
+        if len(node.inputs) > 2:
+            b = self.low.place(node.inputs[2])
+            bias = view(b[0], b[1], [(m, 1), (n_pos, 0)]) if conv else view(b[0], b[1], [(rows, 0), (m, 1)])
+            e.emit("add", yv, yv, bias)
+
+    def _conv_block(self, op: ops.Conv, tile: str, part: str, src_buf: str, block, channels, p_spatial, o_spatial,
+                    rank) -> None:
+        p_str = strides_of((channels,) + tuple(p_spatial))
+        o_str = strides_of(tuple(o_spatial))
+        n_pos = int(np.prod(o_spatial))
+        cg = channels // op.group
+        first_channel = block.group * cg + block.channel
+        n_out = block.groups * block.outs
+
+        def nest(axis, counters):
+            if axis < rank:
+                with self.e.loop(o_spatial[axis]) as var:
+                    nest(axis + 1, counters + [var])
+                return
+            dst = view(part, affine(0, *[(v, o_str[a]) for a, v in enumerate(counters)]), [(n_out, n_pos)])
+            src = view(src_buf, affine(first_channel * p_str[0],
+                                       *[(v, op.strides[a] * p_str[1 + a]) for a, v in enumerate(counters)]),
+                       [(block.groups * block.channels, p_str[0])]
+                       + [(op.kernel[a], op.dilations[a] * p_str[1 + a]) for a in range(rank)])
+            self.e.emit("xmvm", dst, weight(tile), src)
+
+        nest(0, [])
+
+    def _dense_block(self, tile: str, part: str, src_buf: str, block, rows: int, k: int) -> None:
+        n_out = block.outs
+        with self.e.loop(rows) as r:
+            self.e.emit("xmvm", view(part, affine(0, (r, n_out)), [(n_out, 1)]), weight(tile),
+                        view(src_buf, affine(block.channel, (r, k)), [(block.channels, 1)]))
+
+
+def _core(index: int):
+    from isa.views import CoreRef
+
+    return CoreRef(index)

@@ -1,0 +1,53 @@
+"""partition: decide per layer whether it runs on crossbars or on digital vector units."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from compiler.ir import ops
+from compiler.ir.graph import Graph
+from compiler.ir.mapping import LayerMapping
+from compiler.passes.base import Pass
+
+_DIGITAL_REASONS = {
+    ops.MatMul: "product of two activations (e.g. attention): no stationary weights",
+    ops.Pool: "pooling", ops.Reduce: "reduction", ops.Softmax: "softmax", ops.LayerNorm: "normalisation",
+    ops.BatchNorm: "normalisation", ops.Unary: "element-wise function", ops.Clip: "element-wise function",
+    ops.Binary: "element-wise arithmetic", ops.Reshape: "shape change (no data movement)",
+    ops.Transpose: "data movement", ops.Concat: "data movement", ops.Slice: "data movement",
+    ops.Pad: "data movement", ops.ArgMax: "reduction",
+}
+
+
+@dataclass(frozen=True)
+class Partition(Pass):
+    """Matrix layers with constant weights (Dense, Conv) go to crossbars unless the policy keeps
+    them digital; everything else runs on vector units. Each decision carries its reason."""
+
+    name = "partition"
+    first_digital: bool = False
+    last_digital: bool = False
+    min_weights: int = 0  # smaller weight matrices stay digital
+
+    def run(self, g: Graph, target=None) -> bool:
+        crossbar = target.crossbar if target is not None else None
+        matrix = [n for n in g.nodes() if isinstance(n.op, (ops.Dense, ops.Conv))]
+        for node in g.nodes():
+            if not isinstance(node.op, (ops.Dense, ops.Conv)):
+                g.mapping[node.name] = LayerMapping("vector", _DIGITAL_REASONS.get(type(node.op), "digital op"))
+                continue
+            size = g.constants[node.inputs[1]].size
+            if crossbar is None:
+                decision = LayerMapping("vector", "the target has no crossbar cores")
+            elif self.first_digital and node is matrix[0]:
+                decision = LayerMapping("vector", "first matrix layer kept digital by policy (first_digital)")
+            elif self.last_digital and node is matrix[-1]:
+                decision = LayerMapping("vector", "last matrix layer kept digital by policy (last_digital)")
+            elif isinstance(node.op, ops.Conv) and (g.batched is False and g.shape(node.inputs[0])[0] != 1):
+                decision = LayerMapping("vector", "a fixed batch of several images: crossbar convolution "
+                                                  "runs one sample at a time (export with a free batch axis)")
+            elif size < self.min_weights:
+                decision = LayerMapping("vector", f"{size} weights, below the policy's min_weights={self.min_weights}")
+            else:
+                decision = LayerMapping("crossbar", f"static weights ({size}) on {crossbar.technology} crossbars")
+            g.mapping[node.name] = decision
+        return True

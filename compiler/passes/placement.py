@@ -1,0 +1,48 @@
+"""placement: put every tile on a crossbar of a crossbar core."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from compiler.errors import CompileError
+from compiler.ir.graph import Graph
+from compiler.passes.base import Pass
+
+
+class CapacityError(CompileError):
+    """The model needs more crossbars than the target has."""
+
+
+def first_crossbar_core(target) -> int:
+    """Cores are numbered vector cores first, then crossbar cores."""
+    from backends.target import VectorCores
+
+    return sum(c.count for c in target.cores if isinstance(c, VectorCores))
+
+
+@dataclass(frozen=True)
+class Placement(Pass):
+    """Tiles fill crossbars in layer order, one tile per crossbar, core after core."""
+
+    name = "placement"
+
+    def run(self, g: Graph, target=None) -> bool:
+        crossbar = target.crossbar if target is not None else None
+        layers = [n for n in g.nodes() if g.mapping.get(n.name) is not None and g.mapping[n.name].unit == "crossbar"]
+        needed = sum(len(g.mapping[n.name].tiles) for n in layers)
+        if not needed:
+            return False
+        if needed > crossbar.crossbars:
+            raise CapacityError(
+                f"the model needs {needed} crossbars of {crossbar.rows}×{crossbar.cols} but target {target.name!r} has "
+                f"{crossbar.crossbars} ({crossbar.count} cores × {crossbar.crossbars_per_core}); keep layers digital "
+                f"(-p 'partition{{min_weights=...}}') or pick a larger target")
+        base = first_crossbar_core(target)
+        index = 0
+        for node in layers:
+            tiles = []
+            for t in g.mapping[node.name].tiles:
+                tiles.append(replace(t, core=base + index // crossbar.crossbars_per_core,
+                                     xbar=index % crossbar.crossbars_per_core))
+                index += 1
+            g.mapping[node.name] = replace(g.mapping[node.name], tiles=tuple(tiles))
+        return True
