@@ -70,9 +70,9 @@ for _s in (
           "slice of cell_bits is a column of cells, column currents are digitised by the ADCs over "
           "the tile's adc_range, and digital shift-and-add recombines slices; exact when the device "
           "is noiseless and the ADC lossless. dst and src are i32"),
-    _spec("quant", "dst src imm imm imm", "vector", "quantise floats to integers",
-          "dst = clip(round_half_even(src / scale), lo, hi) with operands scale, lo, hi; "
-          "dst is i32, src f32"),
+    _spec("quant", "dst src src|imm imm imm", "vector", "quantise floats to integers",
+          "dst = clip(round_half_even(src / scale), lo, hi) with operands scale (an f32 view of "
+          "src's shape or an immediate), lo, hi; dst is i32, src f32"),
     _spec("dequant", "dst src src|imm", "vector", "integers back to floats with a scale",
           "dst = float32(src) * scale; dst f32, src i32, scale an f32 view or immediate"),
     _spec("matmul", "dst src src", "vector", "product of two activation matrices (e.g. attention)",

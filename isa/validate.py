@@ -96,7 +96,7 @@ def _check_instr(p: Program, core: int, ins: Instr, counts: dict[str, int]) -> N
     _check_dtypes(p, ins)
 
 
-_DTYPE_RULES = {"quant": ("i32", "f32"), "dequant": ("f32", "i32", "f32"), "xmvm": ("i32", None, "i32"),
+_DTYPE_RULES = {"quant": ("i32", "f32", "f32"), "dequant": ("f32", "i32", "f32"), "xmvm": ("i32", None, "i32"),
                 "mvm": ("f32", None, "f32")}
 
 

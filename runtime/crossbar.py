@@ -53,8 +53,8 @@ class ProgrammedTile:
         self.rng = rng
         cb, wb = spec.cell_bits, spec.weight_bits
         self.cell_max = (1 << cb) - 1
-        self.noisy = options.noise and spec.analog and device.model != "none"
-        self.model = _device_model(device) if self.noisy else None
+        self.model = _device_model(device) if (options.noise and spec.analog) else None
+        self.noisy = self.model is not None  # conductances deviate from their targets
         if spec.weight_scheme == "differential":
             mags = [np.maximum(self.q, 0), np.maximum(-self.q, 0)]
             bits = wb - 1
@@ -152,7 +152,8 @@ class ProgrammedTile:
     def mvm(self, x: np.ndarray) -> np.ndarray:
         """``x`` [M, K] integers → [M, N] (float64 holding the digitally recombined result)."""
         x = np.clip(x.astype(np.int64), *self.input_range())
-        if not self.spec.analog or (not self.noisy and self.lossless() and self.device.adc_noise_lsb == 0):
+        adc_noise = self.options.noise and self.device.adc_noise_lsb > 0
+        if not self.spec.analog or (not self.noisy and self.lossless() and not adc_noise):
             return (x @ self.q.T).astype(np.float64)
         return self.mvm_physical(x)
 

@@ -114,7 +114,7 @@ class Machine:
         elif op == "quant":
             x = self.view(ops[1], iters)
             with np.errstate(all="ignore"):
-                q = np.round(x / np.float32(ops[2].value))
+                q = np.round(x / self.operand(ops[2], iters))
             self.view(ops[0], iters)[...] = np.clip(q, ops[3].value, ops[4].value)
         elif op == "dequant":
             self.view(ops[0], iters)[...] = self.view(ops[1], iters).astype(np.float32) * self.operand(ops[2], iters)
