@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from backends.costs import COST_FIELDS, Costs
 from isa.errors import NmcError
 
 if sys.version_info >= (3, 11):
@@ -87,6 +88,7 @@ class Target:
     cores: tuple[VectorCores | CrossbarCores, ...]
     device: Device
     source: str  # the TOML text, embedded in every compiled program
+    costs: Costs = Costs()
 
     @property
     def core_count(self) -> int:
@@ -169,8 +171,8 @@ def parse_target(text: str, origin: str = "<target>") -> Target:
     except tomllib.TOMLDecodeError as e:
         raise TargetError(f"{origin}: not valid TOML: {e}") from None
     for key in doc:
-        if key not in _FIELDS and key != "cores":
-            raise TargetError(f"{origin}: unknown section [{key}]; known: chip, verify, cores, device")
+        if key not in _FIELDS and key not in ("cores", "costs"):
+            raise TargetError(f"{origin}: unknown section [{key}]; known: chip, verify, cores, device, costs")
     sections = {}
     for section in ("chip", "verify"):
         if not isinstance(doc.get(section), dict):
@@ -219,6 +221,17 @@ def parse_target(text: str, origin: str = "<target>") -> Target:
         raise TargetError(f"{origin}: a target needs a [[cores]] group of kind 'vector' for digital work")
     if sum(isinstance(c, CrossbarCores) for c in cores) > 1:
         raise TargetError(f"{origin}: at most one [[cores]] group of kind 'crossbar' is supported")
+    costs_doc = doc.get("costs", {})
+    if not isinstance(costs_doc, dict):
+        raise TargetError(f"{origin}: [costs] must be a table")
+    cost_schema = {k: (int if t in (int, "int") else float, False) for k, t in COST_FIELDS.items()}
+    cost_values = _table(origin, "costs", costs_doc, cost_schema)
+    for key, value in cost_values.items():
+        if value < 0:
+            raise TargetError(f"{origin}: field costs.{key} = {value} must not be negative")
+    for key in ("vector_lanes", "buffer_bytes_per_cycle", "noc_bits_per_cycle", "io_bytes_per_cycle"):
+        if key in cost_values and cost_values[key] == 0:
+            raise TargetError(f"{origin}: field costs.{key} must be positive")
     chip, verify = sections["chip"], sections["verify"]
     return Target(chip["name"], chip["summary"], chip["clock_ghz"], verify["rtol"], verify["min_top1_agreement"],
-                  tuple(cores), Device(**dev), text)
+                  tuple(cores), Device(**dev), text, Costs(**cost_values))

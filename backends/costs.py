@@ -1,0 +1,46 @@
+"""Component costs: latency, energy and area figures a target's chip is made of.
+
+Every default cites its source (REFERENCE_DATA.md in the shared folder); a target file
+overrides any of them in its ``[costs]`` table. Units are in the field names.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Costs:
+    # crossbar array -------------------------------------------------------------
+    array_read_ns: float = 100.0          # one analog read of a whole array (PUMA: 128×128 MVM 100 ns)
+    array_cell_read_pj: float = 0.03      # V²·G·t: 0.55 V, 10 ns, 100 kΩ → 30 fJ per cell and read
+    dac_pj: float = 0.0039                # ISAAC 1-bit DAC 3.9 µW, for 1 ns
+    adc_ns: float = 0.78                  # ISAAC 8-bit SAR ADC at 1.28 GS/s
+    adc_pj: float = 1.67                  # ISAAC 8-bit SAR ADC, per conversion
+    adc_area_um2: float = 1200.0          # ISAAC 8-bit SAR ADC
+    shift_add_pj: float = 0.021           # ISAAC shift-and-add, per operation
+    array_area_um2_per_cell: float = 0.0  # crossbar cell area (0: counted inside the core area)
+    # digital CIM (sram-digital): a bit-serial adder tree per column --------------
+    digital_mac_pj: float = 0.03          # Horowitz 45 nm: 8-bit add 0.03 pJ, per weight bit × input bit
+    # vector units -------------------------------------------------------------------
+    vector_lanes: int = 32                # elements per cycle (an assumption of this model)
+    vector_op_pj: float = 0.9             # Horowitz 45 nm: FP32 add 0.9 pJ
+    vector_mul_pj: float = 3.7            # Horowitz 45 nm: FP32 multiply 3.7 pJ
+    vector_int_op_pj: float = 0.1         # Horowitz 45 nm: 32-bit integer add 0.1 pJ
+    vector_special_cycles: int = 4        # exp, erf, tanh, sqrt, div: cycles per lane-op (assumption)
+    # memories -----------------------------------------------------------------------
+    buffer_pj_per_bit: float = 0.08       # ISAAC eDRAM (64 KB), per bit accessed
+    buffer_bytes_per_cycle: int = 64      # one 512-bit port per core buffer (assumption)
+    # network on chip ---------------------------------------------------------------
+    noc_pj_per_bit_hop: float = 0.135     # ISAAC router 0.081 + bus 0.054 pJ/bit
+    noc_bits_per_cycle: int = 256         # link width (assumption)
+    noc_hop_cycles: int = 2               # router + link traversal per hop (assumption)
+    # off-chip I/O -------------------------------------------------------------------
+    io_pj_per_bit: float = 20.0           # Horowitz: DRAM ~640 pJ per 32-bit word
+    io_bytes_per_cycle: int = 32          # (assumption)
+    # area -------------------------------------------------------------------------------
+    crossbar_core_area_mm2: float = 0.0   # array + periphery other than ADCs, per crossbar
+    vector_core_area_mm2: float = 0.5     # (assumption)
+    buffer_area_mm2: float = 0.1          # per core (assumption)
+
+
+COST_FIELDS = {f.name: f.type for f in fields(Costs)}

@@ -1,0 +1,351 @@
+"""Cycle-approximate timing, energy and area of a program on its target.
+
+The estimate reads the program, not the data: every instruction charges latency and energy to
+the components it uses (from the target's ``[costs]``); cores run concurrently and meet at
+``send``/``recv`` (a message arrives after its hops and its serialisation on the link; transfers
+into one core share its ingress link) and ``sync``; a loop costs its body's latency plus one
+initiation interval per further iteration, the interval being the busiest unit of the body.
+So timing costs O(program), never O(pixels). Figures are for one inference (one sample).
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backends.target import CrossbarCores, Target, VectorCores
+from isa.instructions import BINARY_OPS, REDUCE_OPS, UNARY_OPS, Instr, Loop
+from isa.program import Program
+from isa.views import View
+
+_SPECIAL = {"exp", "log", "sqrt", "erf", "gelu", "gelu_tanh", "tanh", "sigmoid", "recip", "div", "pow", "softmax"}
+_MULS = {"mul", "div", "pow", "dequant", "quant"}
+COMPONENTS = ("array", "dac", "adc", "shift_add", "digital_cim", "vector", "buffer", "noc", "io")
+
+
+@dataclass
+class Cost:
+    """What one statement costs: its latency, how long it keeps each unit busy, and energy."""
+
+    cycles: float = 0.0
+    busy: dict = field(default_factory=lambda: defaultdict(float))     # unit -> cycles
+    energy: dict = field(default_factory=lambda: defaultdict(float))   # component -> pJ
+    layer_energy: dict = field(default_factory=lambda: defaultdict(float))
+    layer_cycles: dict = field(default_factory=lambda: defaultdict(float))
+    macs: float = 0.0
+    analog_macs: float = 0.0
+
+    def add(self, other: "Cost", times: float = 1.0) -> None:
+        for unit, c in other.busy.items():
+            self.busy[unit] += c * times
+        for comp, e in other.energy.items():
+            self.energy[comp] += e * times
+        for layer, e in other.layer_energy.items():
+            self.layer_energy[layer] += e * times
+        for layer, c in other.layer_cycles.items():
+            self.layer_cycles[layer] += c * times
+        self.macs += other.macs * times
+        self.analog_macs += other.analog_macs * times
+
+
+@dataclass
+class Stats:
+    """Timing, energy and area of one inference, as ``nmc run --stats`` writes them."""
+
+    target: str
+    clock_ghz: float
+    latency_cycles: float
+    bottleneck_cycles: float
+    energy_pj: dict
+    energy_by_layer_pj: dict
+    cycles_by_layer: dict
+    macs: float
+    analog_macs: float
+    area_mm2: dict
+    crossbar_utilization: float
+    adc_utilization: float
+    core_busy_cycles: dict
+
+    @property
+    def latency_s(self) -> float:
+        return self.latency_cycles / (self.clock_ghz * 1e9)
+
+    @property
+    def throughput_per_s(self) -> float:
+        """Steady-state inferences per second with the layers pipelined over the cores."""
+        return self.clock_ghz * 1e9 / self.bottleneck_cycles if self.bottleneck_cycles else 0.0
+
+    @property
+    def energy_total_pj(self) -> float:
+        return float(sum(self.energy_pj.values()))
+
+    @property
+    def ops(self) -> float:
+        return 2.0 * self.macs
+
+    def tops(self) -> float:
+        return self.ops * self.throughput_per_s / 1e12
+
+    def tops_per_w(self) -> float:
+        return self.ops / (self.energy_total_pj * 1e-12) / 1e12 if self.energy_total_pj else 0.0
+
+    def tops_per_mm2(self) -> float:
+        area = sum(self.area_mm2.values())
+        return self.tops() / area if area else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "target": self.target, "clock_ghz": self.clock_ghz,
+            "latency_cycles": self.latency_cycles, "latency_s": self.latency_s,
+            "throughput_per_s": self.throughput_per_s, "bottleneck_cycles": self.bottleneck_cycles,
+            "energy_pj": {"total": self.energy_total_pj, **self.energy_pj},
+            "energy_by_layer_pj": self.energy_by_layer_pj, "cycles_by_layer": self.cycles_by_layer,
+            "macs": self.macs, "analog_macs": self.analog_macs,
+            "ops_note": "ops = 2 x MACs, counted at each layer's own precision "
+                        "(integer on crossbars, float32 on vector units)",
+            "tops": self.tops(), "tops_per_w": self.tops_per_w(), "tops_per_mm2": self.tops_per_mm2(),
+            "area_mm2": {"total": sum(self.area_mm2.values()), **self.area_mm2},
+            "crossbar_utilization": self.crossbar_utilization, "adc_utilization": self.adc_utilization,
+            "core_busy_cycles": self.core_busy_cycles,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+
+class CostModel:
+    def __init__(self, program: Program, target: Target):
+        self.p, self.t, self.c = program, target, target.costs
+        self.ghz = target.clock_ghz
+        self.xb: CrossbarCores | None = target.crossbar
+        self.layer_names = {layer.index: layer.name for layer in program.layers}
+
+    def ns(self, ns: float) -> float:
+        return ns * self.ghz
+
+    def bits(self, v: View) -> int:
+        return v.size * 32
+
+    def layer(self, ins: Instr) -> str:
+        return self.layer_names.get(ins.layer, "(program i/o)")
+
+    # ------------------------------------------------------------------ one instruction
+    def instr(self, ins: Instr, core: int) -> Cost:
+        cost = Cost()
+        op = ins.opcode
+        c = self.c
+        views = ins.views()
+        if op == "xmvm":
+            self._xmvm(ins, core, cost)
+        elif op in ("load", "store"):
+            dst, src = views
+            port = any(v.buffer in {q.buffer for q in self.p.inputs + self.p.outputs} for v in views)
+            cost.cycles = math.ceil(self.bits(dst) / 8 / c.buffer_bytes_per_cycle)
+            cost.busy[f"buffer{core}"] = cost.cycles
+            cost.energy["buffer"] = 2 * self.bits(dst) * c.buffer_pj_per_bit
+            if port:
+                cost.energy["io"] = self.bits(dst) * c.io_pj_per_bit
+                cost.cycles = max(cost.cycles, math.ceil(self.bits(dst) / 8 / c.io_bytes_per_cycle))
+        elif op in ("send", "recv", "sync"):
+            pass  # charged by the core timeline
+        else:
+            elements = views[0].size
+            work = elements
+            if op == "mvm":
+                n, k = self.p.consts[ins.operands[1].name].shape[-2:]
+                work = n * k
+                cost.macs = work
+                energy = work * (c.vector_mul_pj + c.vector_op_pj)
+            elif op == "matmul":
+                work = views[0].size * views[1].shape[-1]
+                cost.macs = work
+                energy = work * (c.vector_mul_pj + c.vector_op_pj)
+            elif op in REDUCE_OPS or op == "argmax":
+                work = views[1].size
+                energy = work * c.vector_op_pj
+            else:
+                per = c.vector_mul_pj if op in _MULS or op in _SPECIAL else c.vector_op_pj
+                if op in BINARY_OPS and any(self._dtype(v) == "i32" for v in views):
+                    per = c.vector_int_op_pj
+                energy = work * per
+            slow = c.vector_special_cycles if op in _SPECIAL else 1
+            cost.cycles = math.ceil(work / c.vector_lanes) * slow
+            cost.busy[f"vector{core}"] = cost.cycles
+            cost.energy["vector"] = energy
+            cost.energy["buffer"] = sum(self.bits(v) for v in views) * c.buffer_pj_per_bit
+        name = self.layer(ins)
+        cost.layer_energy[name] += sum(cost.energy.values())
+        cost.layer_cycles[name] += cost.cycles
+        return cost
+
+    def _dtype(self, v: View) -> str:
+        return self.p.buffers[v.buffer].dtype if v.buffer in self.p.buffers else self.p.consts[v.buffer].dtype
+
+    def xmvm_shape(self, ins: Instr) -> dict:
+        """The counts one xmvm implies: reads, rows, outputs, slices, conversions."""
+        tile = self.p.tiles[ins.operands[1].name]
+        n, k = self.p.consts[tile.weights].shape
+        xb = self.xb
+        wbits = xb.weight_bits - 1 if xb.weight_scheme == "differential" else xb.weight_bits
+        slices = -(-wbits // xb.cell_bits)
+        ibits = tile.in_bits - 1 if tile.in_signed else tile.in_bits
+        reads = (2 if tile.in_signed else 1) * max(1, -(-ibits // xb.dac_bits))
+        cols = n * slices * (2 if xb.weight_scheme == "differential" else 1)
+        conversions = n * slices  # a differential pair is subtracted before its one conversion
+        adcs = max(1, xb.cols // xb.cols_per_adc)
+        return dict(n=n, k=k, slices=slices, reads=reads, cols=cols, conversions=conversions, adcs=adcs,
+                    tile=tile.name, ibits=ibits)
+
+    def _xmvm(self, ins: Instr, core: int, cost: Cost) -> None:
+        s = self.xmvm_shape(ins)
+        c, xb = self.c, self.xb
+        cost.macs = s["n"] * s["k"]
+        cost.analog_macs = cost.macs if xb.analog else 0.0
+        unit = f"xbar:{s['tile']}"
+        if not xb.analog:
+            per_read = 1.0  # one input bit per cycle through the adder trees
+            cost.cycles = s["reads"] * per_read
+            cost.busy[unit] = cost.cycles
+            cost.energy["digital_cim"] = cost.macs * c.digital_mac_pj * (xb.weight_bits * s["ibits"]) / 64
+            return
+        t_read = self.ns(c.array_read_ns)
+        t_adc = math.ceil(s["conversions"] / s["adcs"]) * self.ns(c.adc_ns)
+        step = max(t_read, t_adc)
+        cost.cycles = t_read + s["reads"] * step  # the next read overlaps this read's conversions
+        cost.busy[unit] = s["reads"] * step
+        cost.busy[f"adc:{s['tile']}"] = s["reads"] * t_adc
+        cost.energy["array"] = s["reads"] * s["k"] * s["cols"] * c.array_cell_read_pj
+        cost.energy["dac"] = s["reads"] * s["k"] * c.dac_pj
+        cost.energy["adc"] = s["reads"] * s["conversions"] * c.adc_pj
+        cost.energy["shift_add"] = s["reads"] * s["conversions"] * c.shift_add_pj
+
+    # ------------------------------------------------------------------ blocks and loops
+    def block(self, stmts, core: int) -> Cost:
+        total = Cost()
+        for s in stmts:
+            part = self.loop(s, core) if isinstance(s, Loop) else self.instr(s, core)
+            total.add(part)
+            total.cycles += part.cycles
+        return total
+
+    def loop(self, loop: Loop, core: int) -> Cost:
+        body = self.block(loop.body, core)
+        interval = max(body.busy.values(), default=body.cycles) or body.cycles
+        out = Cost()
+        out.add(body, loop.count)
+        out.cycles = body.cycles + (loop.count - 1) * interval
+        # a loop's latency is attributed to its layers in proportion to their energy share
+        return out
+
+
+def _mesh(core: int, width: int) -> tuple[int, int]:
+    return divmod(core, width)
+
+
+def estimate(program: Program, target: Target) -> Stats:
+    """Timing, energy and area of one inference of ``program`` on ``target``."""
+    model = CostModel(program, target)
+    c = target.costs
+    cores = sorted(program.cores)
+    width = max(1, math.ceil(math.sqrt(max(cores) + 1)))
+    clock = {core: 0.0 for core in cores}
+    busy = {core: 0.0 for core in cores}
+    pcs = {core: 0 for core in cores}
+    mail: dict = defaultdict(list)   # (src, dst) -> [arrival times]
+    ingress_free = defaultdict(float)
+    sync_level = {core: 0 for core in cores}
+    arrived: dict = defaultdict(dict)  # sync level -> {core: arrival time}
+    total = Cost()
+    done = set()
+    while len(done) < len(cores):
+        progressed = False
+        for core in cores:
+            stream = program.cores[core]
+            while pcs[core] < len(stream):
+                s = stream[pcs[core]]
+                if isinstance(s, Instr) and s.opcode == "send":
+                    peer = s.operands[0].core
+                    bits = model.bits(s.operands[1])
+                    (r0, c0), (r1, c1) = _mesh(core, width), _mesh(peer, width)
+                    hops = abs(r0 - r1) + abs(c0 - c1) + 1
+                    serial = math.ceil(bits / c.noc_bits_per_cycle)
+                    start = max(clock[core], ingress_free[peer])
+                    ingress_free[peer] = start + serial
+                    mail[(core, peer)].append(start + serial + hops * c.noc_hop_cycles)
+                    clock[core] = start + serial
+                    busy[core] += serial
+                    e = bits * hops * c.noc_pj_per_bit_hop
+                    total.energy["noc"] += e
+                    total.layer_energy[model.layer(s)] += e
+                elif isinstance(s, Instr) and s.opcode == "recv":
+                    peer = s.operands[1].core
+                    if not mail[(peer, core)]:
+                        break
+                    clock[core] = max(clock[core], mail[(peer, core)].pop(0))
+                elif isinstance(s, Instr) and s.opcode == "sync":
+                    level = sync_level[core] + 1
+                    arrived[level].setdefault(core, clock[core])
+                    if len(arrived[level]) < len(cores):
+                        break
+                    sync_level[core] = level
+                    clock[core] = max(arrived[level].values())
+                else:
+                    cost = model.loop(s, core) if isinstance(s, Loop) else model.instr(s, core)
+                    total.add(cost)
+                    clock[core] += cost.cycles
+                    busy[core] += cost.cycles
+                pcs[core] += 1
+                progressed = True
+            if pcs[core] >= len(stream):
+                done.add(core)
+        if not progressed and len(done) < len(cores):
+            raise ValueError("timing: the cores deadlock (send/recv/sync mismatch)")
+    latency = max(clock.values())
+    bottleneck = max(max(busy.values()), max(total.busy.values(), default=0.0))
+    return Stats(
+        target=target.name, clock_ghz=target.clock_ghz, latency_cycles=latency, bottleneck_cycles=bottleneck,
+        energy_pj={k: float(total.energy.get(k, 0.0)) for k in COMPONENTS},
+        energy_by_layer_pj={k: float(v) for k, v in total.layer_energy.items()},
+        cycles_by_layer={k: float(v) for k, v in total.layer_cycles.items()},
+        macs=total.macs, analog_macs=total.analog_macs, area_mm2=area(program, target),
+        crossbar_utilization=crossbar_utilization(program, target),
+        adc_utilization=_adc_utilization(total, program, target, latency),
+        core_busy_cycles={str(k): v for k, v in busy.items()})
+
+
+def crossbar_utilization(program: Program, target: Target) -> float:
+    """Cells holding weights over the cells of all crossbars of the chip."""
+    xb = target.crossbar
+    if xb is None or not program.tiles:
+        return 0.0
+    wbits = xb.weight_bits - 1 if xb.weight_scheme == "differential" else xb.weight_bits
+    per_weight = -(-wbits // xb.cell_bits) * (2 if xb.weight_scheme == "differential" else 1)
+    used = sum(int(np.prod(program.consts[t.weights].shape)) * per_weight for t in program.tiles.values())
+    return used / (xb.crossbars * xb.rows * xb.cols)
+
+
+def _adc_utilization(total: Cost, program: Program, target: Target, latency: float) -> float:
+    xb = target.crossbar
+    if xb is None or not program.tiles or latency == 0 or not xb.analog:
+        return 0.0
+    adc_busy = sum(v for k, v in total.busy.items() if k.startswith("adc:"))
+    return adc_busy / (len(program.tiles) * latency)
+
+
+def area(program: Program, target: Target) -> dict:
+    """Chip area by component (mm²) from the target's component counts."""
+    c = target.costs
+    out = {"vector_cores": 0.0, "buffers": 0.0, "crossbars": 0.0, "adcs": 0.0}
+    for group in target.cores:
+        out["buffers"] += group.count * c.buffer_area_mm2
+        if isinstance(group, VectorCores):
+            out["vector_cores"] += group.count * c.vector_core_area_mm2
+        else:
+            adcs = group.cols // group.cols_per_adc if group.analog else 0
+            out["crossbars"] += group.crossbars * (c.crossbar_core_area_mm2
+                                                   + group.rows * group.cols * c.array_area_um2_per_cell * 1e-6)
+            out["adcs"] += group.crossbars * adcs * c.adc_area_um2 * 1e-6
+    return out
