@@ -14,6 +14,7 @@ import sys
 import tempfile
 import traceback
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -93,7 +94,7 @@ def _read_array(spec: str) -> np.ndarray:
     return _pick(_read_arrays(path), path, key)
 
 
-def _read_inputs(specs: Sequence[str], input_names: Sequence[str]) -> dict[str, np.ndarray]:
+def _read_inputs(specs: Sequence[str], input_names: Sequence[str], flag: str = "--input") -> dict[str, np.ndarray]:
     """``--input`` values → ONNX input name → array.
 
     Forms: ``FILE.npy`` (the only input), ``NAME=FILE.npy``, ``NAME=FILE.npz:KEY``, and
@@ -125,11 +126,11 @@ def _read_inputs(specs: Sequence[str], input_names: Sequence[str]) -> dict[str, 
             continue
         if len(input_names) != 1:
             raise CliError(f"the model takes several inputs ({', '.join(input_names)}); "
-                           f"name them: --input NAME={spec}")
+                           f"name them: {flag} NAME={spec}")
         put(input_names[0], _pick(value, path, key))
     missing = [n for n in input_names if n not in inputs]
     if missing:
-        raise CliError(f"missing input(s) {', '.join(missing)}; give --input NAME=FILE.npy")
+        raise CliError(f"missing input(s) {', '.join(missing)}; give {flag} NAME=FILE.npy")
     return inputs
 
 
@@ -143,6 +144,27 @@ def _parse_pass_options(specs: Sequence[str]) -> dict[str, str]:
         name, text = match.group(1), match.group(2) or ""
         options[name] = ",".join(filter(None, (options.get(name, ""), text)))
     return options
+
+
+_DURATION = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0,
+          "w": 7 * 86400.0, "y": 365.25 * 86400.0}  # a year is 365.25 days
+
+
+def parse_duration(text: str) -> float:
+    """``--time`` values → seconds: plain seconds (``250``, ``1e5``) or a number with a unit
+    (``250s``, ``10min``/``10m``, ``3h``, ``1d``, ``2w``, ``1y``)."""
+    match = _DURATION.match(text)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _UNITS:
+        raise CliError(f"--time {text!r}: not a duration; give seconds (250) or a number with a unit "
+                       f"(250s, 10min, 3h, 1d, 2w, 1y)")
+    return float(match.group(1)) * _UNITS[unit]
+
+
+def _read_calibration(specs: Sequence[str], input_names: Sequence[str]) -> dict[str, np.ndarray] | None:
+    """``--calibration`` values (the forms of ``--input``) → input name → sample array, or None."""
+    return _read_inputs(specs, input_names, "--calibration") if specs else None
 
 
 def _fmt_shape(shape, batched: bool = False) -> str:
@@ -165,7 +187,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else Path(args.model).with_suffix(".nmc")
     for path in filter(None, (out, args.asm)):
         _check_writable_dir(path)
-    compiled = compile_model(args.model, args.target, pass_options=_parse_pass_options(args.pass_options))
+    model = args.model
+    calibration = None
+    if args.calibration:
+        from compiler.frontend.loader import read_model, real_inputs
+
+        model = read_model(args.model)
+        calibration = _read_calibration(args.calibration, [vi.name for vi in real_inputs(model)])
+    compiled = compile_model(model, args.target, pass_options=_parse_pass_options(args.pass_options),
+                             calibration=calibration)
     if args.dump_ir:
         print(dump(compiled.graph), end="")
     program, target = compiled.program, compiled.target
@@ -192,6 +222,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
     print(f"  constants     {len(program.consts)} arrays, {const_values:,} values ({_fmt_bytes(const_bytes)})")
     print(f"  buffers       " + ", ".join(f"{len(sizes)} {space} ({sum(sizes):,} values/sample)"
                                           for space, sizes in sorted(spaces.items(), reverse=True)))
+    if program.tiles:
+        sources = sorted({t.adc_range_source.split(":")[0] for m in compiled.graph.mapping.values()
+                          for t in m.tiles})
+        print(f"  calibration   " + (f"{next(iter(calibration.values())).shape[0]} sample(s); "
+                                     if calibration else "none; ") + f"ADC ranges from {' and '.join(sources)}")
     if args.asm:
         print(f"  assembly      {args.asm}")
     return EXIT_OK
@@ -211,7 +246,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     target = (parse_target(attachments["target.toml"], f"{args.program}:target.toml")
               if "target.toml" in attachments else None)
     inputs = _read_inputs(args.input, [p.name for p in program.inputs])
-    outputs = execute(program, inputs, target, _sim_options(args, SimOptions))
+    labels = _read_array(args.labels) if args.labels else None
+    options = _sim_options(args, SimOptions)
+    runs = [execute(program, inputs, target, replace(options, seed=options.seed + i)) for i in range(args.trials)]
+    outputs = runs[0]
     if args.output:
         _save_outputs(args.output, outputs)
     for name, value in outputs.items():
@@ -220,15 +258,46 @@ def cmd_run(args: argparse.Namespace) -> int:
         value = next(iter(outputs.values()))
         if value.ndim == 2 and value.shape[1] > 1:
             print(_top1_summary(value))
+    if args.trials > 1 or labels is not None:
+        print(_trial_summary(runs, labels, options.seed))
     if args.output:
-        print(f"wrote {args.output}")
+        print(f"wrote {args.output}" + (f" (trial 1, seed {options.seed})" if args.trials > 1 else ""))
     return EXIT_OK
 
 
+def _trial_summary(runs: list[dict[str, np.ndarray]], labels: np.ndarray | None, seed: int) -> str:
+    """Accuracy against labels and error against the first trial, mean ± std [min, max]."""
+    from compiler.verify import Spread
+
+    lines = [f"{len(runs)} trial(s), seeds {seed}..{seed + len(runs) - 1}: mean ± std [min, max]"
+             if len(runs) > 1 else f"seed {seed}"]
+    for name, first in runs[0].items():
+        if labels is not None and first.ndim == 2 and first.shape[1] > 1:
+            y = np.asarray(labels).reshape(-1)
+            if y.shape[0] != first.shape[0]:
+                raise CliError(f"labels hold {y.shape[0]} entries but output {name!r} has {first.shape[0]} rows")
+            acc = Spread.of(np.mean(np.argmax(run[name], axis=1) == y) for run in runs)
+            lines.append(f"  {name}: accuracy {acc.mean:.2%} ± {acc.std:.2%} [{acc.min:.2%}, {acc.max:.2%}]")
+        if len(runs) > 1:
+            scale = float(np.max(np.abs(first), initial=0.0)) or 1.0
+            rel = Spread.of(float(np.max(np.abs(run[name].astype(np.float64) - first), initial=0.0)) / scale
+                            for run in runs[1:])
+            text = f"  {name}: rel err vs trial 1 {rel.format('.3g')}"
+            if first.ndim == 2 and first.shape[1] > 1:
+                agree = Spread.of(np.mean(np.argmax(run[name], axis=1) == np.argmax(first, axis=1))
+                                  for run in runs[1:])
+                text += f"; top-1 agreement {agree.mean:.2%} ± {agree.std:.2%} [{agree.min:.2%}, {agree.max:.2%}]"
+            lines.append(text)
+    return "\n".join(lines)
+
+
 def _sim_options(args: argparse.Namespace, options_type):
-    if args.time < 0:
+    seconds = parse_duration(args.time)
+    if seconds < 0:
         raise CliError(f"--time {args.time}: the time since programming cannot be negative")
-    return options_type(time=args.time, seed=args.seed, noise=not args.no_noise,
+    if args.trials < 1:
+        raise CliError(f"--trials {args.trials}: give at least one trial")
+    return options_type(time=seconds, seed=args.seed, noise=not args.no_noise,
                         drift_compensation=not args.no_drift_compensation)
 
 
@@ -259,9 +328,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     proto = read_model(args.model)
     inputs = _read_inputs(args.input, [vi.name for vi in real_inputs(proto)])
     labels = _read_array(args.labels) if args.labels else None
+    calibration = _read_calibration(args.calibration, [vi.name for vi in real_inputs(proto)])
+    options = _sim_options(args, SimOptions)
     report = verify_model(proto, inputs, args.target, labels=labels,
                           pass_options=_parse_pass_options(args.pass_options),
-                          options=_sim_options(args, SimOptions))
+                          options=options, trials=args.trials, calibration=calibration)
     print(f"verify {args.model}")
     print(report.format())
     return EXIT_OK if report.ok else EXIT_VERIFY_FAILED
@@ -297,12 +368,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     def simulation_options(p):
         g = p.add_argument_group("simulation (analog targets)")
-        g.add_argument("--time", type=float, default=0.0, metavar="SECONDS",
-                       help="time since the crossbars were programmed, for drift (default: 0)")
+        g.add_argument("--time", default="0", metavar="DURATION",
+                       help="time since the crossbars were programmed, for drift: seconds or a number "
+                            "with a unit, e.g. 250s, 3h, 1d, 1y (default: 0)")
         g.add_argument("--seed", type=int, default=0, help="seed of the device noise (default: 0)")
+        g.add_argument("--trials", type=int, default=1, metavar="N",
+                       help="run N independent programming instances (seeds SEED..SEED+N-1) and report "
+                            "mean, std, min and max (default: 1)")
         g.add_argument("--no-noise", action="store_true", help="switch device and read noise off")
         g.add_argument("--no-drift-compensation", action="store_true",
                        help="do not rescale outputs for conductance drift")
+
+    def calibration_option(p):
+        p.add_argument("--calibration", action="append", default=[], metavar="[NAME=]FILE",
+                       help="sample inputs for calibration, in the forms of --input (X.npy, D.npz:KEY, "
+                            "NAME=X.npy): fixed input scales and ADC ranges from what they draw (repeatable)")
 
     def input_option(p):
         p.add_argument("--input", "-i", action="append", required=True, metavar="[NAME=]FILE",
@@ -316,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="OUT.nmc", help="the program file (default: MODEL.nmc)")
     p.add_argument("--dump-ir", action="store_true", help="print the graph IR after the passes")
     p.add_argument("--asm", metavar="OUT.s", help="also write the program's assembly text")
+    calibration_option(p)
     pass_option(p)
     p.set_defaults(func=cmd_compile)
 
@@ -324,7 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("program", metavar="PROGRAM.nmc")
     input_option(p)
     p.add_argument("-o", "--output", metavar="Y.npy|Y.npz",
-                   help="write the outputs: .npy for one output, .npz (named arrays) for any number")
+                   help="write the outputs (of the first trial): .npy for one output, .npz (named arrays) "
+                        "for any number")
+    p.add_argument("--labels", metavar="Y.npy", help="class labels (Y.npy or D.npz:KEY) to report accuracy")
     simulation_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -335,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     input_option(p)
     target_option(p)
     p.add_argument("--labels", metavar="Y.npy", help="class labels (Y.npy or D.npz:KEY) to report accuracy")
+    calibration_option(p)
     pass_option(p)
     simulation_options(p)
     p.set_defaults(func=cmd_verify)

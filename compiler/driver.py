@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
 
 from backends.target import Target, load_target
@@ -31,17 +32,28 @@ def default_passes() -> list[Pass]:
         Partition(),      # each layer to crossbars or to digital vector units, with the reason
         Quantize(),       # integer weights per output channel; input encoding of crossbar layers
         TileMapping(),    # weight matrices cut into crossbar-sized blocks (groups packed)
-        BitSlicing(),     # ADC range of each block from the cell levels it holds
+        BitSlicing(),     # ADC range of each block: calibrated column currents, else its worst case
         Placement(),      # blocks onto crossbars of crossbar cores; too big is an error
     ]
 
 
 def compile_model(model: str | os.PathLike | onnx.ModelProto, target: str | Target = "ideal",
                   pass_options: dict[str, str] | None = None, check: bool = True,
-                  batched: bool | None = None) -> Compiled:
-    """ONNX model → program for ``target``."""
+                  batched: bool | None = None,
+                  calibration: np.ndarray | dict[str, np.ndarray] | None = None) -> Compiled:
+    """ONNX model → program for ``target``.
+
+    ``calibration``: sample inputs (an array for a one-input model, or input name → array, the
+    samples on the leading axis). With them, crossbar layers quantise their inputs with fixed
+    scales and size their ADCs from the column currents the samples draw; without them the
+    input scale is taken per sample at run time and each ADC covers its worst case.
+    """
     tgt = target if isinstance(target, Target) else load_target(target)
     graph = import_onnx(model, batched=batched)              # frontend: check, fold, convert
+    if calibration is not None:                               # calibration: ranges from onnxruntime
+        from compiler.calibrate import calibrate_graph
+
+        calibrate_graph(graph, model, calibration)
     if check:
         verify(graph, after="frontend")
     passes = _configure(default_passes(), pass_options or {})

@@ -7,7 +7,7 @@ runtime and onnxruntime: it is the separate verification step of the design, not
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnx
@@ -20,8 +20,29 @@ from runtime import SimOptions, execute
 
 
 @dataclass(frozen=True)
+class Spread:
+    """A quantity over independent trials (programming instances): mean, std, min, max."""
+
+    mean: float
+    std: float
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, values) -> Spread:
+        v = np.asarray(list(values), dtype=np.float64)
+        return cls(float(v.mean()), float(v.std()), float(v.min()), float(v.max()))
+
+    def format(self, fmt: str) -> str:
+        return f"{self.mean:{fmt}} ± {self.std:{fmt}} [{self.min:{fmt}}, {self.max:{fmt}}]"
+
+
+@dataclass(frozen=True)
 class OutputCheck:
-    """The comparison of one model output: nmc against onnxruntime (and against labels)."""
+    """The comparison of one model output: nmc against onnxruntime (and against labels).
+
+    Over several trials the fields hold the mean (``max_abs_error`` the largest), and the
+    ``*_spread`` fields the spread over trials."""
 
     name: str
     shape: tuple[int, ...]
@@ -30,6 +51,9 @@ class OutputCheck:
     top1_agreement: float | None         # fraction of rows whose argmax agrees (2-D outputs only)
     accuracy: float | None = None        # nmc top-1 against labels
     reference_accuracy: float | None = None  # onnxruntime top-1 against labels
+    rel_error_spread: Spread | None = None
+    top1_spread: Spread | None = None
+    accuracy_spread: Spread | None = None
 
 
 @dataclass(frozen=True)
@@ -38,32 +62,46 @@ class VerifyReport:
     samples: int
     outputs: tuple[OutputCheck, ...]
     failures: tuple[str, ...] = field(default=())
+    trials: int = 1
+    first_seed: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
     def format(self) -> str:
-        """The table ``nmc verify`` prints."""
+        """The table ``nmc verify`` prints (with several trials, mean ± std [min, max])."""
         t = self.target
         rows = [("output", "shape", "max abs err", "rel err", "top-1 agree", "accuracy nmc / ort")]
         for o in self.outputs:
-            accuracy = "-" if o.accuracy is None else f"{o.accuracy:.2%} / {o.reference_accuracy:.2%}"
-            rows.append((o.name, "[" + ",".join(map(str, o.shape)) + "]", f"{o.max_abs_error:.3g}",
-                         f"{o.rel_error:.3g}", "-" if o.top1_agreement is None else f"{o.top1_agreement:.2%}",
+            rel = o.rel_error_spread.format(".3g") if o.rel_error_spread else f"{o.rel_error:.3g}"
+            top1 = "-" if o.top1_agreement is None else (
+                _percent(o.top1_spread) if o.top1_spread else f"{o.top1_agreement:.2%}")
+            accuracy = "-" if o.accuracy is None else (
+                f"{_percent(o.accuracy_spread) if o.accuracy_spread else f'{o.accuracy:.2%}'} / "
+                f"{o.reference_accuracy:.2%}")
+            rows.append((o.name, "[" + ",".join(map(str, o.shape)) + "]", f"{o.max_abs_error:.3g}", rel, top1,
                          accuracy))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = [f"target {t.name}: {self.samples} sample(s); tolerance rel err <= {t.rtol:g}, "
                  f"top-1 agreement >= {t.min_top1_agreement:.2%}"]
+        if self.trials > 1:
+            lines.append(f"{self.trials} trials (seeds {self.first_seed}..{self.first_seed + self.trials - 1}): "
+                         "mean ± std [min, max]; the tolerance applies to the mean")
         lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
         lines += [f"FAIL: {f}" for f in self.failures] or ["PASS"]
         return "\n".join(lines)
 
 
+def _percent(s: Spread) -> str:
+    return f"{s.mean:.2%} ± {s.std:.2%} [{s.min:.2%}, {s.max:.2%}]"
+
+
 def verify_model(model: str | os.PathLike | onnx.ModelProto, inputs: dict[str, np.ndarray],
                  target: str | Target = "ideal", labels: np.ndarray | None = None,
                  pass_options: dict[str, str] | None = None,
-                 options: SimOptions | None = None) -> VerifyReport:
+                 options: SimOptions | None = None, trials: int = 1,
+                 calibration: np.ndarray | dict[str, np.ndarray] | None = None) -> VerifyReport:
     """Compile ``model`` for ``target``, run it on ``inputs`` (ONNX input name → array) with the
     simulator and with onnxruntime, and compare every output.
 
@@ -71,42 +109,58 @@ def verify_model(model: str | os.PathLike | onnx.ModelProto, inputs: dict[str, n
     (rows of class scores), when the fraction of rows with the same argmax is below
     ``target.min_top1_agreement``. ``labels`` (one class index per row) adds accuracies;
     ``options`` are the simulator's run-time conditions (time since programming, noise, seed).
+    ``trials`` runs that many independent programming instances (seeds ``options.seed`` to
+    ``options.seed + trials − 1``) and judges the mean; ``calibration`` goes to ``compile_model``.
     """
+    if trials < 1:
+        raise NmcError(f"trials must be at least 1, not {trials}")
     tgt = target if isinstance(target, Target) else load_target(target)
+    options = options or SimOptions()
     proto = read_model(model)
     declared = [vi.name for vi in real_inputs(proto)]
     unknown = sorted(set(inputs) - set(declared))
     if unknown:
         raise NmcError(f"unknown input(s) {unknown}; the model takes {declared}")
-    compiled = compile_model(proto, tgt, pass_options=pass_options)
-    ours = execute(compiled.program, inputs, tgt, options)
+    compiled = compile_model(proto, tgt, pass_options=pass_options, calibration=calibration)
+    runs = [execute(compiled.program, inputs, tgt, replace(options, seed=options.seed + i)) for i in range(trials)]
     theirs = _run_onnxruntime(proto, inputs)
     checks, failures = [], []
-    for name, got in ours.items():
-        want = theirs[name]
-        got = np.asarray(got, dtype=np.float64)
-        want = np.asarray(want, dtype=np.float64)
-        if got.shape != want.shape:
-            raise NmcError(f"output {name!r}: nmc gives shape {list(got.shape)}, onnxruntime "
-                           f"{list(want.shape)}")
-        abs_err = _max_abs_error(got, want)
-        scale = float(np.max(np.abs(want[np.isfinite(want)]), initial=0.0))
-        rel_err = abs_err / scale if scale > 0 else (0.0 if abs_err == 0 else float("inf"))
-        top1 = accuracy = ref_accuracy = None
-        if got.ndim == 2 and got.shape[1] > 0:
-            top1 = float(np.mean(np.argmax(got, axis=1) == np.argmax(want, axis=1)))
-            if labels is not None:
-                y = _labels_for(labels, got.shape[0], name)
-                accuracy = float(np.mean(np.argmax(got, axis=1) == y))
-                ref_accuracy = float(np.mean(np.argmax(want, axis=1) == y))
-        if not rel_err <= tgt.rtol:
-            failures.append(f"output {name!r}: relative error {rel_err:.3g} exceeds the target's rtol {tgt.rtol:g}")
-        if top1 is not None and top1 < tgt.min_top1_agreement:
-            failures.append(f"output {name!r}: top-1 agreement {top1:.2%} is below the target's "
+    for name in runs[0]:
+        want = np.asarray(theirs[name], dtype=np.float64)
+        per_trial = [_compare(name, np.asarray(run[name], dtype=np.float64), want, labels) for run in runs]
+        abs_err = max(c[0] for c in per_trial)
+        rel = Spread.of(c[1] for c in per_trial)
+        top1 = Spread.of(c[2] for c in per_trial) if per_trial[0][2] is not None else None
+        acc = Spread.of(c[3] for c in per_trial) if per_trial[0][3] is not None else None
+        ref_accuracy = per_trial[0][4]
+        if not rel.mean <= tgt.rtol:
+            failures.append(f"output {name!r}: relative error {rel.mean:.3g} exceeds the target's rtol {tgt.rtol:g}")
+        if top1 is not None and top1.mean < tgt.min_top1_agreement:
+            failures.append(f"output {name!r}: top-1 agreement {top1.mean:.2%} is below the target's "
                             f"{tgt.min_top1_agreement:.2%}")
-        checks.append(OutputCheck(name, tuple(got.shape), abs_err, rel_err, top1, accuracy, ref_accuracy))
+        many = trials > 1
+        checks.append(OutputCheck(name, tuple(want.shape), abs_err, rel.mean, top1 and top1.mean,
+                                  acc and acc.mean, ref_accuracy, rel if many else None,
+                                  top1 if many else None, acc if many else None))
     samples = next(iter(inputs.values())).shape[0] if compiled.program.batched and inputs else 1
-    return VerifyReport(tgt, int(samples), tuple(checks), tuple(failures))
+    return VerifyReport(tgt, int(samples), tuple(checks), tuple(failures), trials, options.seed)
+
+
+def _compare(name: str, got: np.ndarray, want: np.ndarray, labels: np.ndarray | None):
+    """(max abs error, relative error, top-1 agreement, accuracy, reference accuracy) of one run."""
+    if got.shape != want.shape:
+        raise NmcError(f"output {name!r}: nmc gives shape {list(got.shape)}, onnxruntime {list(want.shape)}")
+    abs_err = _max_abs_error(got, want)
+    scale = float(np.max(np.abs(want[np.isfinite(want)]), initial=0.0))
+    rel_err = abs_err / scale if scale > 0 else (0.0 if abs_err == 0 else float("inf"))
+    top1 = accuracy = ref_accuracy = None
+    if got.ndim == 2 and got.shape[1] > 0:
+        top1 = float(np.mean(np.argmax(got, axis=1) == np.argmax(want, axis=1)))
+        if labels is not None:
+            y = _labels_for(labels, got.shape[0], name)
+            accuracy = float(np.mean(np.argmax(got, axis=1) == y))
+            ref_accuracy = float(np.mean(np.argmax(want, axis=1) == y))
+    return abs_err, rel_err, top1, accuracy, ref_accuracy
 
 
 def _max_abs_error(got: np.ndarray, want: np.ndarray) -> float:

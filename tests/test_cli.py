@@ -261,3 +261,58 @@ def test_program_carries_its_target(files, capsys):
     program, attachments = load_program(files / "m.nmc")
     assert program.target == "my-chip" and attachments["target.toml"] == text
     assert main(["run", str(files / "m.nmc"), "--input", str(files / "x.npy"), "--seed", "3", "--no-noise"]) == 0
+
+
+# ----------------------------------------------------------------------------- device studies
+def test_calibration_flag(files, capsys):
+    """``--calibration`` on compile and verify: fixed input scales, ADC ranges from the samples."""
+    model, cal = str(files / "model.onnx"), f"{files / 'data.npz'}:images"
+    assert main(["compile", model, "--target", "pcm", "--calibration", cal, "-o", str(files / "cal.nmc")]) == 0
+    assert "calibration   7 sample(s); ADC ranges from calibration" in capsys.readouterr().out
+    from isa.asm import format_program
+
+    assert "rmax" not in format_program(load_program(files / "cal.nmc")[0])  # no per-sample input scale
+    assert main(["verify", model, "--target", "pcm", "--input", str(files / "x.npy"), "--calibration",
+                 str(files / "x.npy"), "--no-noise"]) in (0, 1)
+    assert "target pcm" in capsys.readouterr().out
+    _error(capsys, ["compile", model, "--calibration", str(files / "data.npz")], "images, y", "not named after")
+    _error(capsys, ["compile", model, "--calibration", f"{files / 'data.npz'}:y"], "calibration input 'x'",
+           "has shape")
+    _error(capsys, ["compile", model, "--calibration", str(files / "absent.npy")], "absent.npy", "no such file")
+
+
+@pytest.mark.parametrize("text,seconds", [("250", 250.0), ("250s", 250.0), ("1.5", 1.5), ("10min", 600.0),
+                                          ("3h", 10800.0), ("1d", 86400.0), ("2w", 1209600.0),
+                                          ("1y", 31557600.0), ("1e3", 1000.0), (" 2 H ", 7200.0)])
+def test_time_units(text, seconds):
+    from compiler.cli import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+def test_trials_and_time(files, capsys):
+    """``--trials N`` runs seeds SEED..SEED+N-1 and reports the spread; ``--time`` takes units."""
+    assert main(["compile", str(files / "model.onnx"), "--target", "pcm", "-o", str(files / "m.nmc")]) == 0
+    capsys.readouterr()
+    run = ["run", str(files / "m.nmc"), "--input", str(files / "x.npy"), "--labels", str(files / "labels.npy")]
+    assert main(run + ["--trials", "3", "--seed", "5", "--time", "1d", "-o", str(files / "y.npy")]) == 0
+    out = capsys.readouterr().out
+    assert "3 trial(s), seeds 5..7: mean ± std [min, max]" in out
+    assert "y: accuracy " in out and "y: rel err vs trial 1 " in out and "top-1 agreement" in out
+    assert "(trial 1, seed 5)" in out
+    single = np.load(files / "y.npy")
+    assert main(run + ["--seed", "5", "--time", "86400", "-o", str(files / "y1.npy")]) == 0
+    np.testing.assert_array_equal(np.load(files / "y1.npy"), single)   # trial 1 is seed 5 at one day
+    capsys.readouterr()
+    assert main(["verify", str(files / "model.onnx"), "--target", "pcm", "--input", str(files / "x.npy"),
+                 "--labels", str(files / "labels.npy"), "--trials", "2", "--time", "3h"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "2 trials (seeds 0..1): mean ± std [min, max]; the tolerance applies to the mean" in out
+    assert " ± " in out
+    for argv in (run, ["verify", str(files / "model.onnx"), "--input", str(files / "x.npy")]):
+        _error(capsys, argv + ["--time", "soon"], "--time 'soon'", "not a duration", "1d")
+        _error(capsys, argv + ["--time", "3 parsecs"], "not a duration")
+        _error(capsys, argv + ["--time=-1d"], "cannot be negative")
+        _error(capsys, argv + ["--trials", "0"], "--trials 0", "at least one")
+    assert main(run + ["--trials", "two"]) == 2    # argparse: not an integer
+    capsys.readouterr()

@@ -256,6 +256,31 @@ class Lowering:
     def lower_clip(self, node: Node, op: ops.Clip) -> None:
         self.e.emit("clip", self.dense(node.outputs[0]), self.dense(node.inputs[0]), op.lo, op.hi)
 
+    def lower_fakequant(self, node: Node, op: ops.FakeQuant) -> None:
+        """quant to i32 codes ``q − zp`` (clipped to the grid), dequant back: exact in float32.
+        Zero points that differ per channel take the long way: add zp, clip, subtract zp."""
+        x, y = node.inputs[0], node.outputs[0]
+        shape = self.shape(x)
+        if op.per_axis:
+            along = tuple(len(op.scale) if a == op.axis else 1 for a in range(len(shape)))
+            scale = self._bcast_const(self.e.constant(np.asarray(op.scale, np.float32).reshape(along)), along, shape)
+        else:
+            scale = float(op.scale[0])
+        codes = self.e.buffer(self.g.tensors[x].size, dtype="i32")
+        cv = view(codes, 0, zip(shape, strides_of(shape)))
+        yv = self.dense(y)
+        lo, hi = op.codes
+        self.e.emit("quant", cv, self.dense(x), scale, float(lo), float(hi))
+        if len(set(op.zero_point)) == 1:
+            self.e.emit("dequant", yv, cv, scale)
+            return
+        zero = self._bcast_const(self.e.constant(np.asarray(op.zero_point, np.float32).reshape(along)), along, shape)
+        self.e.emit("dequant", yv, cv, 1.0)
+        self.e.emit("add", yv, yv, zero)
+        self.e.emit("clip", yv, yv, float(op.qmin), float(op.qmax))
+        self.e.emit("sub", yv, yv, zero)
+        self.e.emit("mul", yv, yv, scale)
+
     def lower_binary(self, node: Node, op: ops.Binary) -> None:
         a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
         out = self.shape(y)

@@ -9,7 +9,7 @@ import onnx
 from compiler.errors import ModelError, UnsupportedOpError
 from compiler.frontend.context import NodeContext
 from compiler.frontend.loader import check_domains, detect_batched, fix_batch, fold_constants, opset_of, read_model
-from compiler.frontend.ops import CONVERTERS, supported_ops
+from compiler.frontend.ops import CONVERTERS, INTEGER_OUTPUTS, supported_ops
 from compiler.ir.graph import Graph, TensorType
 from compiler.ir.verify import check_batch_axis
 
@@ -51,20 +51,25 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, batched: bool | None
         g.inputs.append(vi.name)
         g.tensors[vi.name] = TensorType(shape)
     alias: dict[str, str] = {}
+    quantized: dict = {}  # integer outputs of QuantizeLinear, read only by DequantizeLinear
     for index, node in enumerate(proto.graph.node):
         convert = CONVERTERS.get(node.op_type)
         if convert is None:
             raise UnsupportedOpError(
                 f"node {node.name or f'#{index}'!r}: operator {node.op_type} (opset {opset}) is not supported; "
                 f"supported: {', '.join(sorted(supported))}")
-        for out in node.output:
+        for out in node.output if node.op_type not in INTEGER_OUTPUTS else ():
             if out and shapes.get(out, (None, None))[1] not in (None, 0, *_FLOAT_TYPES):
                 raise UnsupportedOpError(
                     f"node {node.name or f'#{index}'!r} ({node.op_type}): output {out!r} has element type "
                     f"{onnx.TensorProto.DataType.Name(shapes[out][1])}; nmc computes float tensors only")
-        convert(NodeContext(g, node, opset, consts, shapes, alias, index, rejected))
+        convert(NodeContext(g, node, opset, consts, shapes, alias, index, rejected, quantized))
     for out in proto.graph.output:
         name = alias.get(out.name, out.name)
+        if name in quantized:
+            raise UnsupportedOpError(f"graph output {out.name!r} is the integer output of QuantizeLinear node "
+                                     f"{quantized[name].label!r}; nmc computes float tensors: end the model with "
+                                     "a DequantizeLinear")
         if name in rejected:
             raise ModelError(f"graph output {out.name!r} is the {rejected[name]}")
         if name not in g.tensors and name in consts:

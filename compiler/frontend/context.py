@@ -13,8 +13,9 @@ from compiler.ir.ops import Op
 class NodeContext:
     def __init__(self, graph: Graph, node: onnx.NodeProto, opset: int, consts: dict[str, np.ndarray],
                  shapes: dict[str, tuple], alias: dict[str, str], index: int,
-                 rejected: dict[str, str] | None = None):
+                 rejected: dict[str, str] | None = None, quantized: dict | None = None):
         self.g, self.node, self.opset = graph, node, opset
+        self.quantized = {} if quantized is None else quantized  # QuantizeLinear outputs (ops/quant.py)
         self._consts, self._shapes, self._alias = consts, shapes, alias
         self._rejected = rejected or {}  # graph inputs nmc cannot take at run time -> why
         self._attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -42,6 +43,10 @@ class NodeContext:
         """The IR tensor read by input ``i`` (constants get registered on first use)."""
         name = self.node.input[i]
         name = self._alias.get(name, name)
+        if name in self.quantized:
+            raise self.fail(f"input {name!r} is the integer output of QuantizeLinear node "
+                            f"{self.quantized[name].label!r}; nmc computes float tensors, so only a "
+                            "DequantizeLinear may read it")
         if name not in self.g.tensors and name in self._consts:
             value = self._consts[name]
             if value.dtype.kind not in "fiub":
@@ -85,6 +90,10 @@ class NodeContext:
         if shape is None:
             raise self.fail(f"the shape of output {name!r} is not static after shape inference")
         return tuple(int(d) for d in shape)
+
+    def out_elem_type(self, i: int = 0) -> int:
+        """The ONNX element type of output ``i`` after shape inference (0 when unknown)."""
+        return self._shapes.get(self.node.output[i], (None, 0))[1] or 0
 
     @property
     def output(self) -> str:

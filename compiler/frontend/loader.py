@@ -81,7 +81,15 @@ def fix_batch(model: onnx.ModelProto, batched: bool) -> onnx.ModelProto:
     return m
 
 
+# onnx.reference implements these from opset 19 only; for integer types earlier versions
+# compute the same (10: one scale per tensor; 13: per axis), so they are evaluated as 19.
+_MIN_REFERENCE_OPSET = {"QuantizeLinear": 19, "DequantizeLinear": 19}
+
+
 def _evaluate(node: onnx.NodeProto, values: list[np.ndarray], opsets) -> list[np.ndarray]:
+    least = _MIN_REFERENCE_OPSET.get(node.op_type, 0)
+    opsets = [helper.make_opsetid(o.domain, max(o.version, least)) if o.domain in ("", "ai.onnx") else o
+              for o in opsets]
     inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
               for n, v in zip(node.input, values) if n]
     outputs = [helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None) for n in node.output if n]

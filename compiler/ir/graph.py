@@ -50,7 +50,8 @@ class Graph:
     constants: dict[str, np.ndarray] = field(default_factory=dict)
     batched: bool = False
     mapping: dict = field(default_factory=dict)  # node name -> compiler.ir.mapping.LayerMapping
-    ranges: dict = field(default_factory=dict)  # tensor -> (min, max) seen on calibration data
+    ranges: dict = field(default_factory=dict)  # tensor -> (low, high) on calibration data (calibrate.py)
+    calibration: dict = field(default_factory=dict)  # tensor -> its values on calibration samples [S, ...]
     dag: nx.DiGraph = field(default_factory=nx.DiGraph)
     _producer: dict[str, str] = field(default_factory=dict)
 

@@ -17,8 +17,9 @@ class Quant:
 
     ``weights`` names an integer graph constant ``[G, Mg, Kg]`` (Kg = Cin/G · kernel, or K for
     a Dense layer with G = 1); ``weight_scale`` names a float constant ``[M]``. Inputs are
-    ``input_bits`` integers, signed or not, with a fixed ``input_scale`` (from calibration) or,
-    when it is ``None``, a scale taken per sample from the largest |x| of the input tensor.
+    ``input_bits`` integers, signed or not, with a fixed ``input_scale`` (from the model's QDQ
+    scale or from calibration) or, when it is ``None``, a scale taken per sample from the
+    largest |x| of the input tensor.
     """
 
     weights: str
@@ -27,7 +28,7 @@ class Quant:
     input_bits: int
     input_signed: bool
     input_scale: float | None
-    input_range_source: str  # "calibration" | "dynamic"
+    input_range_source: str  # "qdq" | "calibration" | "dynamic"
 
     @property
     def input_max(self) -> int:

@@ -131,5 +131,27 @@ class LayerNorm:
     epsilon: float
 
 
+@dataclass(frozen=True)
+class FakeQuant:
+    """A QuantizeLinear → DequantizeLinear pair (QDQ) on a float tensor, exact in float32:
+    ``y = (clip(round_half_even(x / scale) + zero_point, qmin, qmax) − zero_point) · scale``.
+    One scale and zero point for the whole tensor, or one per index along ``axis``."""
+
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    qmin: int
+    qmax: int
+    axis: int = 1
+
+    @property
+    def per_axis(self) -> bool:
+        return len(self.scale) > 1
+
+    @property
+    def codes(self) -> tuple[int, int]:
+        """The smallest and largest ``y / scale`` over all channels (the integer grid of y)."""
+        return self.qmin - max(self.zero_point), self.qmax - min(self.zero_point)
+
+
 Op = (Dense | MatMul | Conv | BatchNorm | Pool | Unary | Clip | Binary | Softmax | Reduce | ArgMax
-      | Reshape | Transpose | Concat | Slice | Pad | LayerNorm)
+      | Reshape | Transpose | Concat | Slice | Pad | LayerNorm | FakeQuant)

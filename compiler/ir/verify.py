@@ -102,5 +102,12 @@ def _check_op(g: Graph, node: Node, where: str) -> None:
         x, w = g.shape(node.inputs[0]), g.shape(node.inputs[1])
         if x[1] != w[1] * op.group or w[0] % op.group:
             fail(f"channels {x[1]} / weight {list(w)} do not agree with group={op.group}")
+    if isinstance(op, ops.FakeQuant):
+        if len(op.scale) != len(op.zero_point) or not all(s > 0 for s in op.scale):
+            fail(f"{len(op.scale)} scales (all positive) need as many zero points, not {len(op.zero_point)}")
+        if not op.qmin <= min(op.zero_point) <= max(op.zero_point) <= op.qmax:
+            fail(f"zero points {list(op.zero_point)} outside [{op.qmin}, {op.qmax}]")
+        if op.per_axis and g.shape(node.inputs[0])[op.axis] != len(op.scale):
+            fail(f"{len(op.scale)} scales along axis {op.axis} of {list(g.shape(node.inputs[0]))}")
     if len(node.outputs) != 1:
         fail("every IR node has exactly one output")

@@ -44,6 +44,8 @@ class FoldBatchNorm(Pass):
         g.remove_node(bn.name)
         g.replace_node(replace(prev, inputs=(prev.inputs[0], w_name, b_name), outputs=bn.outputs))
         del g.tensors[old_out]
+        g.ranges.pop(old_out, None)  # calibration of a tensor that no longer exists
+        g.calibration.pop(old_out, None)
         for t in set(prev.inputs[1:]) | set(bn.inputs[1:]):
             if not g.consumers(t) and t not in g.outputs:
                 g.constants.pop(t, None)

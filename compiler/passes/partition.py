@@ -14,7 +14,7 @@ _DIGITAL_REASONS = {
     ops.BatchNorm: "normalisation", ops.Unary: "element-wise function", ops.Clip: "element-wise function",
     ops.Binary: "element-wise arithmetic", ops.Reshape: "shape change (no data movement)",
     ops.Transpose: "data movement", ops.Concat: "data movement", ops.Slice: "data movement",
-    ops.Pad: "data movement", ops.ArgMax: "reduction",
+    ops.Pad: "data movement", ops.ArgMax: "reduction", ops.FakeQuant: "fake quantisation (QDQ)",
 }
 
 

@@ -29,6 +29,8 @@ def nonnegative(g: Graph, tensor: str) -> bool:
         return op.lo >= 0
     if isinstance(op, ops.Softmax):
         return True
+    if isinstance(op, ops.FakeQuant):  # y >= (qmin - zp) * scale, and round(x / scale) >= 0 when x is
+        return op.codes[0] >= 0 or nonnegative(g, node.inputs[0])
     if isinstance(op, (ops.Reshape, ops.Transpose, ops.Slice, ops.Pool)):
         return nonnegative(g, node.inputs[0])
     if isinstance(op, ops.Reduce) and op.kind in ("max", "min", "mean", "sum"):
@@ -40,13 +42,57 @@ def nonnegative(g: Graph, tensor: str) -> bool:
     return False
 
 
+def qdq_grid(g: Graph, tensor: str) -> ops.FakeQuant | None:
+    """The fake quantisation (QDQ) whose grid ``tensor`` lies on: its producer, possibly behind
+    ops that only move or select values (reshape, transpose, slice, max pooling, zero padding)."""
+    node = g.producer(tensor)
+    if node is None:
+        return None
+    op = node.op
+    if isinstance(op, ops.FakeQuant):
+        return op
+    if (isinstance(op, (ops.Reshape, ops.Transpose, ops.Slice)) or (isinstance(op, ops.Pool) and op.kind == "max")
+            or (isinstance(op, ops.Pad) and op.value == 0)):
+        return qdq_grid(g, node.inputs[0])
+    return None
+
+
+def qdq_input_scale(grid: ops.FakeQuant, signed: bool, imax: int) -> float:
+    """The crossbar input scale for values on ``grid``: the model's own scale when every code
+    fits the input integers (then quantising the input is exact; the one extra negative code of
+    a two's-complement grid saturates), else the scale that covers the grid's whole range."""
+    lo_code, hi_code = grid.codes
+    lo_code = lo_code if signed else max(lo_code, 0)
+    if not grid.per_axis and lo_code >= -(imax + 1) and hi_code <= imax:
+        return grid.scale[0]
+    scale, zero = np.asarray(grid.scale, np.float64), np.asarray(grid.zero_point, np.float64)
+    lo = min(float(((grid.qmin - zero) * scale).min()), 0.0) if signed else 0.0
+    hi = float(((grid.qmax - zero) * scale).max())
+    return max(abs(lo), abs(hi)) / imax
+
+
+def weight_scales(w: np.ndarray, qmax: int, keep_tensor_grid: bool) -> np.ndarray:
+    """One scale per output channel of ``w`` [G, Mg, Kg]: max|w| / qmax of the channel. With
+    ``keep_tensor_grid``, when the whole tensor already lies on one grid of ±qmax steps (the
+    weights of a QDQ model quantised per tensor), that grid's step for every channel instead,
+    so the model's integer codes are kept exactly."""
+    per_channel = np.abs(w).max(axis=2).reshape(-1)  # [M]
+    top = float(per_channel.max(initial=0.0))
+    if keep_tensor_grid and top > 0:
+        codes = w / (top / qmax)
+        if np.abs(codes - np.round(codes)).max() < 1e-3:
+            return np.full(per_channel.shape, top / qmax)
+    return np.where(per_channel > 0, per_channel / qmax, 1.0)
+
+
 @dataclass(frozen=True)
 class Quantize(Pass):
     """Weights become symmetric integers of ``weight_bits`` with one scale per output channel
-    (scale = max|w| / (2^(bits−1) − 1)). Inputs of a crossbar layer become ``input_bits``
-    integers: unsigned when the input cannot be negative, signed (sign-magnitude) otherwise;
-    their scale comes from calibration ranges when the graph has them, else it is taken per
-    sample at run time from the input's largest magnitude. 0 means "the target's width"."""
+    (scale = max|w| / (2^(bits−1) − 1); on digital arrays a QDQ model's per-tensor grid is
+    kept). Inputs of a crossbar layer become ``input_bits`` integers: unsigned when the input
+    cannot be negative, signed (sign-magnitude) otherwise; their scale follows the model when a QDQ pair (fake quantisation) produces the input, else
+    comes from calibration ranges when the graph has them, else it is taken per sample at run
+    time from the input's largest magnitude. 0 means "the target's width"."""
 
     name = "quantize"
     weight_bits: int = 0
@@ -64,13 +110,17 @@ class Quantize(Pass):
             group = node.op.group if isinstance(node.op, ops.Conv) else 1
             w = matrix_view(g.constants[node.inputs[1]].astype(np.float64), group)  # [G, Mg, Kg]
             qmax = (1 << (wbits - 1)) - 1
-            per_channel = np.abs(w).max(axis=2).reshape(-1)  # [M]
-            scale = np.where(per_channel > 0, per_channel / qmax, 1.0)
+            # a bit-exact array computes the model's own codes; analog columns do better with
+            # each channel spread over the full conductance range
+            scale = weight_scales(w, qmax, keep_tensor_grid=not crossbar.analog)
             q = np.clip(np.round(w / scale.reshape(w.shape[0], w.shape[1], 1)), -qmax, qmax).astype(np.int32)
             x = node.inputs[0]
             signed = not nonnegative(g, x)
             imax = (1 << (ibits - 1)) - 1 if signed else (1 << ibits) - 1
-            if x in g.ranges:
+            grid = qdq_grid(g, x)
+            if grid is not None:
+                in_scale, source = qdq_input_scale(grid, signed, imax), "qdq"
+            elif x in g.ranges:
                 lo, hi = g.ranges[x]
                 bound = max(abs(lo), abs(hi))
                 in_scale, source = (float(bound) / imax if bound > 0 else 1.0), "calibration"

@@ -4,12 +4,15 @@ from __future__ import annotations
 from typing import Callable
 
 CONVERTERS: dict[str, Callable] = {}
+INTEGER_OUTPUTS: set[str] = set()  # op types whose converter itself handles integer outputs
 
 
-def converter(*op_types: str):
+def converter(*op_types: str, integer_outputs: bool = False):
     def register(fn):
         for op_type in op_types:
             CONVERTERS[op_type] = fn
+            if integer_outputs:
+                INTEGER_OUTPUTS.add(op_type)
         return fn
     return register
 
@@ -20,4 +23,4 @@ def supported_ops() -> list[str]:
 
 
 def _load() -> None:
-    from compiler.frontend.ops import elementwise, nn, norm, shape  # noqa: F401  (registration)
+    from compiler.frontend.ops import elementwise, nn, norm, quant, shape  # noqa: F401  (registration)
