@@ -41,13 +41,14 @@ def program(body: str):
 def test_one_mvm_on_one_crossbar():
     stats = estimate(program("    xmvm acc[0; 16:1], @t0, q[0; 64:1]\n    sync"), PCM)
     c = PCM.costs
-    # pcm preset: 8-bit inputs through 8-bit DACs → 1 read; 8-bit weights as 2 slices of 4-bit
-    # cells in differential pairs → 16·2 conversions on 256/1 ADCs → one conversion time
+    # pcm preset: 8-bit inputs through 8-bit DACs → 1 read; an 8-bit weight is one differential
+    # pair of 7-bit cells → 16 conversions on 256/1 ADCs → one conversion time
+    assert (PCM.crossbar.cell_bits, PCM.crossbar.dac_bits) == (7, 8)
     t_read = c.array_read_ns * PCM.clock_ghz
-    t_adc = math.ceil(16 * 2 / 256) * c.adc_ns * PCM.clock_ghz
+    t_adc = math.ceil(16 / 256) * c.adc_ns * PCM.clock_ghz
     assert stats.latency_cycles == pytest.approx(t_read + 1 * max(t_read, t_adc))
-    assert stats.energy_pj["array"] == pytest.approx(64 * 16 * 2 * 2 * c.array_cell_read_pj)
-    assert stats.energy_pj["adc"] == pytest.approx(16 * 2 * c.adc_pj)
+    assert stats.energy_pj["array"] == pytest.approx(64 * 16 * 2 * c.array_cell_read_pj)
+    assert stats.energy_pj["adc"] == pytest.approx(16 * c.adc_pj)
     assert stats.energy_pj["dac"] == pytest.approx(64 * c.dac_pj)
     assert stats.macs == 16 * 64
 
