@@ -239,8 +239,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.output and Path(args.output).suffix not in (".npy", ".npz"):
         raise CliError(f"{args.output}: the output file must end in .npy (one output) or .npz")
-    if args.output:
-        _check_writable_dir(args.output)
+    for path in filter(None, (args.output, args.stats)):
+        _check_writable_dir(path)
     program, attachments = load_program(args.program)
     # The program carries the target it was compiled for; older files fall back to the preset.
     target = (parse_target(attachments["target.toml"], f"{args.program}:target.toml")
@@ -262,7 +262,45 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(_trial_summary(runs, labels, options.seed))
     if args.output:
         print(f"wrote {args.output}" + (f" (trial 1, seed {options.seed})" if args.trials > 1 else ""))
+    from backends.target import load_target
+    from runtime.timing import estimate
+
+    stats = estimate(program, target if target is not None else load_target(program.target))
+    print(_stats_summary(stats, batch=next(iter(outputs.values())).shape[0] if program.batched else 1))
+    if args.stats:
+        text = stats.to_json().encode()
+        _write_atomic(args.stats, lambda f: f.write(text))
+        print(f"wrote {args.stats}")
     return EXIT_OK
+
+
+def _si(value: float, unit: str) -> str:
+    for factor, prefix in ((1e-12, "p"), (1e-9, "n"), (1e-6, "µ"), (1e-3, "m"), (1.0, ""), (1e3, "k"), (1e6, "M"),
+                           (1e9, "G"), (1e12, "T")):
+        if abs(value) < factor * 1000:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def _stats_summary(stats, batch: int) -> str:
+    """Timing and energy of one inference, and of the batch pipelined through the chip."""
+    e = stats.energy_total_pj * 1e-12
+    parts = sorted(((k, v) for k, v in stats.energy_pj.items() if v > 0), key=lambda kv: -kv[1])
+    batch_s = stats.latency_s + (batch - 1) / stats.throughput_per_s if stats.throughput_per_s else 0.0
+    lines = [
+        f"timing ({stats.target}, {stats.clock_ghz:g} GHz, one inference):",
+        f"  latency      {stats.latency_cycles:,.0f} cycles = {_si(stats.latency_s, 's')}",
+        f"  throughput   {stats.throughput_per_s:,.0f} inferences/s pipelined "
+        f"(batch of {batch}: {_si(batch_s, 's')})",
+        f"  energy       {_si(e, 'J')} per inference: " + ", ".join(f"{k} {100 * v / stats.energy_total_pj:.0f}%"
+                                                                  for k, v in parts[:5]),
+        f"  efficiency   {stats.tops():.3g} TOPS, {stats.tops_per_w():.3g} TOPS/W, {stats.tops_per_mm2():.3g} TOPS/mm² "
+        f"(ops = 2 × MACs at each layer's precision)",
+    ]
+    if stats.crossbar_utilization:
+        lines.append(f"  utilisation  crossbar cells {100 * stats.crossbar_utilization:.1f}%, "
+                     f"ADCs {100 * stats.adc_utilization:.1f}%")
+    return "\n".join(lines)
 
 
 def _trial_summary(runs: list[dict[str, np.ndarray]], labels: np.ndarray | None, seed: int) -> str:
@@ -408,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the outputs (of the first trial): .npy for one output, .npz (named arrays) "
                         "for any number")
     p.add_argument("--labels", metavar="Y.npy", help="class labels (Y.npy or D.npz:KEY) to report accuracy")
+    p.add_argument("--stats", metavar="STATS.json",
+                   help="write the full timing/energy/area breakdown (by component and by layer) as JSON")
     simulation_options(p)
     p.set_defaults(func=cmd_run)
 

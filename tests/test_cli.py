@@ -316,3 +316,26 @@ def test_trials_and_time(files, capsys):
         _error(capsys, argv + ["--trials", "0"], "--trials 0", "at least one")
     assert main(run + ["--trials", "two"]) == 2    # argparse: not an integer
     capsys.readouterr()
+
+
+def test_run_prints_timing_and_writes_stats(files, capsys):
+    import json
+
+    from backends.target import load_target
+    from runtime.timing import estimate
+
+    out = files / "model.nmc"
+    assert main(["compile", str(files / "model.onnx"), "--target", "pcm", "-o", str(out)]) == 0
+    capsys.readouterr()
+    stats_path = files / "stats.json"
+    assert main(["run", str(out), "--input", str(files / "x.npy"), "--stats", str(stats_path)]) == 0
+    text = capsys.readouterr().out
+    for field in ("latency", "throughput", "energy", "TOPS/W", "utilisation"):
+        assert field in text
+    stats = json.loads(stats_path.read_text())
+    program, _ = load_program(out)
+    expected = estimate(program, load_target("pcm")).to_dict()
+    assert stats["latency_cycles"] == expected["latency_cycles"]
+    assert stats["energy_pj"]["total"] == pytest.approx(sum(v for k, v in stats["energy_pj"].items() if k != "total"))
+    _error(capsys, ["run", str(out), "--input", str(files / "x.npy"), "--stats", str(files / "no" / "s.json")],
+           "no")
