@@ -35,3 +35,11 @@ class Pass:
             except ValueError:
                 raise CompileError(f"pass {self.name}: option {key}={raw!r} is not a {type(current).__name__}") from None
         return type(self)(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **values})
+
+
+def crossbar_layers(g: Graph):
+    """(node, mapping) of every layer the partition put on crossbars, in topological order."""
+    for node in list(g.nodes()):
+        mapping = g.mapping.get(node.name)
+        if mapping is not None and mapping.unit == "crossbar":
+            yield node, mapping

@@ -9,7 +9,7 @@ import numpy as np
 from compiler.ir import ops
 from compiler.ir.graph import Graph, Node
 from compiler.ir.mapping import Quant, TileBlock
-from compiler.passes.base import Pass
+from compiler.passes.base import Pass, crossbar_layers
 
 WORST_CASE = "worst case of the programmed weights"
 
@@ -137,10 +137,7 @@ class BitSlicing(Pass):
     def run(self, g: Graph, target=None) -> bool:
         crossbar = target.crossbar if target is not None else None
         changed = False
-        for node in g.nodes():
-            mapping = g.mapping.get(node.name)
-            if mapping is None or mapping.unit != "crossbar":
-                continue
+        for node, mapping in crossbar_layers(g):
             quant = mapping.quant
             q = g.constants[quant.weights]
             kernel = int(np.prod(node.op.kernel)) if isinstance(node.op, ops.Conv) else 1

@@ -8,7 +8,7 @@ import numpy as np
 from compiler.ir import ops
 from compiler.ir.graph import Graph, TensorType
 from compiler.ir.mapping import Quant, matrix_view
-from compiler.passes.base import Pass
+from compiler.passes.base import Pass, crossbar_layers
 
 _NONNEGATIVE_FNS = {"relu", "sigmoid", "exp", "sqrt", "abs"}
 
@@ -101,10 +101,7 @@ class Quantize(Pass):
     def run(self, g: Graph, target=None) -> bool:
         crossbar = target.crossbar if target is not None else None
         changed = False
-        for node in g.nodes():
-            mapping = g.mapping.get(node.name)
-            if mapping is None or mapping.unit != "crossbar":
-                continue
+        for node, mapping in crossbar_layers(g):
             wbits = self.weight_bits or crossbar.weight_bits
             ibits = self.input_bits or crossbar.input_bits
             group = node.op.group if isinstance(node.op, ops.Conv) else 1

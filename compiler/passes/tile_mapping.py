@@ -9,7 +9,7 @@ from compiler.errors import CompileError
 from compiler.ir import ops
 from compiler.ir.graph import Graph
 from compiler.ir.mapping import TileBlock
-from compiler.passes.base import Pass
+from compiler.passes.base import Pass, crossbar_layers
 
 
 def columns_per_weight(weight_bits: int, cell_bits: int, scheme: str) -> int:
@@ -61,10 +61,7 @@ class TileMapping(Pass):
     def run(self, g: Graph, target=None) -> bool:
         crossbar = target.crossbar if target is not None else None
         changed = False
-        for node in g.nodes():
-            mapping = g.mapping.get(node.name)
-            if mapping is None or mapping.unit != "crossbar":
-                continue
+        for node, mapping in crossbar_layers(g):
             q = g.constants[mapping.quant.weights]
             groups, outs, width = q.shape
             kernel = int(np.prod(node.op.kernel)) if isinstance(node.op, ops.Conv) else 1
