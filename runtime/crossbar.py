@@ -68,6 +68,9 @@ class ProgrammedTile:
         self.states = [[self._program(lv) for lv in pair] for pair in self.levels]
         self.g_eff = self._conductances(options.time)
         self.compensation = 1.0
+        self.adc_offset = None
+        if options.noise and spec.analog and device.adc_offset_lsb > 0:
+            self.adc_offset = device.adc_offset_lsb * rng.standard_normal((self.n_slices, self.q.shape[0]))
         if self.noisy and options.drift_compensation and isinstance(self.model, PCM) and device.drift:
             # global drift compensation: a known input read right after programming and now
             ones = np.ones(self.q.shape[1])
@@ -111,7 +114,14 @@ class ProgrammedTile:
 
     def _read_sigma(self) -> list[np.ndarray] | None:
         """Per-cell read-noise standard deviation (level units) per weight slice, or None."""
-        if not (self.noisy and self.device.read_noise and isinstance(self.model, PCM)):
+        if not (self.noisy and self.device.read_noise):
+            return None
+        if isinstance(self.model, RRAM):
+            if self.device.read_noise_rel <= 0:
+                return None
+            return [np.sqrt(sum((self._to_levels(np.abs(state.g)) * self.device.read_noise_rel) ** 2
+                                for state in pair)) for pair in self.states]
+        if not isinstance(self.model, PCM):
             return None
         sig = []
         for pair in self.states:
@@ -149,7 +159,7 @@ class ProgrammedTile:
     def mvm(self, x: np.ndarray) -> np.ndarray:
         """``x`` [M, K] integers → [M, N] (float64 holding the digitally recombined result)."""
         x = np.clip(x.astype(np.int64), *self.input_range())
-        adc_noise = self.options.noise and self.device.adc_noise_lsb > 0
+        adc_noise = self.options.noise and (self.device.adc_noise_lsb > 0 or self.device.adc_offset_lsb > 0)
         if not self.spec.analog or (not self.noisy and self.lossless() and not adc_noise):
             # exact in float64 (sums stay far below 2^53), and BLAS is much faster than int64
             return x.astype(np.float64) @ self.q.T.astype(np.float64)
@@ -181,6 +191,8 @@ class ProgrammedTile:
         lsb, lo, hi = self.adc()
         if self.options.noise and self.device.adc_noise_lsb > 0:
             currents = currents + self.device.adc_noise_lsb * lsb * self.rng.standard_normal(currents.shape)
+        if self.adc_offset is not None:
+            currents = currents + self.adc_offset * lsb  # [J, N] per column, the same at every read
         codes = np.clip(np.round(currents / lsb), lo / lsb, hi / lsb) * lsb
         weights = np.array([[2.0 ** (i * dac + s) for s in self.slice_shift] for i in range(n_in)])  # [I, J]
         acc = np.einsum("imjn,ij->mn", codes, weights) * self.compensation

@@ -145,3 +145,27 @@ model = "pcm-joshi2020"
     np.testing.assert_array_equal(got, want)
     noisy = execute(p, {"x": x}, target=target, options=SimOptions(time=3600.0, seed=1))["y"]
     assert 0 < np.abs(noisy - want).max() < 0.3 * np.abs(want).max()
+
+
+def test_rram_read_noise_and_adc_offset_are_switchable():
+    rng = np.random.default_rng(5)
+    k, n = 64, 8
+    q = rng.integers(-127, 128, (n, k))
+    x = rng.integers(0, 256, (300, k))
+    spec = dataclasses.replace(SPEC, technology="rram", cell_bits=4, adc_bits=16)
+    t = tile(k, False, float((1 << 15) - 1))
+    quiet = Device("rram-wan2022", levels=16, programming_noise=False)
+
+    def spread(device, seed=6):
+        pt = ProgrammedTile(t, q, spec, device, SimOptions(seed=seed), np.random.default_rng(seed))
+        return (pt.mvm(x) - x @ q.T).std()
+
+    assert spread(quiet) == 0.0  # 16 levels hold 4-bit slices exactly, no noise source on
+    assert spread(dataclasses.replace(quiet, read_noise_rel=0.02)) > 0
+    offset = dataclasses.replace(quiet, adc_offset_lsb=0.6)
+    pt = ProgrammedTile(t, q, spec, offset, SimOptions(seed=7), np.random.default_rng(7))
+    zeros = pt.mvm(np.zeros((2, k), np.int64))
+    # a static offset: every read of a column is off by the same codes
+    np.testing.assert_array_equal(zeros[0], zeros[1])
+    assert np.abs(zeros).max() > 0
+    assert (pt.mvm(x) - x @ q.T).std() > 0
