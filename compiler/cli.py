@@ -1,4 +1,4 @@
-"""The ``nmc`` command line: ``compile``, ``run``, ``verify``, ``targets``.
+"""The ``nmc`` command line: ``compile``, ``run``, ``verify``, ``report``, ``targets``.
 
 Every user error (an ``NmcError``, an unreadable file) becomes one line ``nmc: error: ...`` on
 stderr and exit code 2; ``--debug`` shows the traceback instead. ``verify`` exits 1 when the
@@ -181,6 +181,7 @@ def _fmt_bytes(n: int) -> str:
 def cmd_compile(args: argparse.Namespace) -> int:
     from compiler.driver import compile_model
     from compiler.ir.dump import dump
+    from compiler.reports import mapping_table
     from isa.asm import format_program
     from isa.container import save_program
 
@@ -202,7 +203,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.asm:
         text = format_program(program).encode()
         _write_atomic(args.asm, lambda f: f.write(text))
-    save_program(program, out, {"target.toml": target.source})
+    table = mapping_table.mapping_table(compiled.graph, program, target)
+    save_program(program, out, {"target.toml": target.source, mapping_table.ATTACHMENT: mapping_table.to_json(table)})
 
     const_values = sum(c.size for c in program.consts.values())
     const_bytes = sum(np.asarray(program.data[c]).nbytes for c in program.consts)
@@ -229,7 +231,28 @@ def cmd_compile(args: argparse.Namespace) -> int:
                                      if calibration else "none; ") + f"ADC ranges from {' and '.join(sources)}")
     if args.asm:
         print(f"  assembly      {args.asm}")
+    print(_headline(program, target, table))
     return EXIT_OK
+
+
+def _headline(program, target, table: dict) -> str:
+    """The report's headline figures, for the end of ``nmc compile``."""
+    from compiler.reports.report import summarize
+    from runtime.timing import estimate
+
+    s = summarize(program, target, table, estimate(program, target))
+    units = ", ".join(f"{n} on {unit}" for unit, n in sorted(s["layers_by_unit"].items()))
+    lines = []
+    if s["crossbars_available"]:
+        lines.append(f"  chip          {s['crossbars_used']:,} of {s['crossbars_available']:,} crossbars used "
+                     f"({s['crossbar_cores_used']} of {s['crossbar_cores_available']} crossbar cores), "
+                     f"{100 * s['crossbar_utilization']:.2g}% of the chip's cells")
+    lines.append(f"  split         {100 * s['analog_mac_fraction']:.0f}% of {s['macs']:,.0f} MACs analog; "
+                 f"layers: {units}")
+    lines.append(f"  per inference {_si(s['latency_s'], 's')}, {_si(s['energy_per_inference_j'], 'J')}, "
+                 f"{s['tops_per_w']:.3g} TOPS/W, {s['throughput_per_s']:,.0f} inferences/s pipelined "
+                 f"(nmc report for the details)")
+    return "\n".join(lines)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -376,6 +399,44 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_VERIFY_FAILED
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from compiler.reports.render import FORMATS, render
+    from compiler.reports.report import DEFAULT_TIMES, ReportInputs, build_report, evaluate, load
+
+    fmt = args.format or (Path(args.output).suffix.lstrip(".").lower() if args.output else "html")
+    fmt = {"markdown": "md", "htm": "html"}.get(fmt, fmt)
+    if fmt not in FORMATS:
+        raise CliError(f"unknown report format {fmt!r}; give --format {'|'.join(FORMATS)}")
+    out = args.output or str(Path(args.program).with_suffix(f".report.{fmt}"))
+    if out != "-":
+        _check_writable_dir(out)
+    for flag, value in (("--labels", args.labels), ("--model", args.model), ("--times", args.times)):
+        if value and not args.input:
+            raise CliError(f"{flag} needs --input: the report runs the program on inputs to measure accuracy")
+    if args.model and not Path(args.model).is_file():
+        raise CliError(f"{args.model}: no such model file")
+    program, target, table = load(args.program)
+    evaluation = None
+    if args.input:
+        times = ([(t.strip(), parse_duration(t)) for t in args.times.split(",") if t.strip()]
+                 if args.times else list(DEFAULT_TIMES))
+        if any(seconds < 0 for _, seconds in times):
+            raise CliError(f"--times {args.times}: the time since programming cannot be negative")
+        given = ReportInputs(inputs=_read_inputs(args.input, [p.name for p in program.inputs]),
+                             labels=_read_array(args.labels) if args.labels else None, model=args.model,
+                             trials=args.trials, times=times, seed=args.seed, noise=not args.no_noise,
+                             drift_compensation=not args.no_drift_compensation)
+        evaluation = evaluate(program, target, given)
+    text = render(build_report(program, target, table, evaluation=evaluation, source=Path(args.program).name), fmt)
+    if out == "-":
+        sys.stdout.write(text)
+        return EXIT_OK
+    data = text.encode()
+    _write_atomic(out, lambda f: f.write(data))
+    print(f"wrote {out} ({fmt}, {_fmt_bytes(len(data))})")
+    return EXIT_OK
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
     from backends.target import load_target, preset_names
 
@@ -462,6 +523,31 @@ def build_parser() -> argparse.ArgumentParser:
     pass_option(p)
     simulation_options(p)
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("report", parents=[common], help="write a mapping, timing and energy report of a program",
+                       description="Report on a compiled program: summary, chip floor plan, per-layer mapping, "
+                                   "energy and latency charts; with --input also accuracy and error over trials "
+                                   "and drift times.")
+    p.add_argument("program", metavar="PROGRAM.nmc")
+    p.add_argument("-o", "--output", metavar="REPORT",
+                   help="the report file, or - for stdout (default: PROGRAM.report.FORMAT)")
+    p.add_argument("--format", "-f", choices=("html", "md", "json"),
+                   help="html (self-contained page), md (Markdown) or json (default: from the -o suffix, else html)")
+    p.add_argument("--input", "-i", action="append", default=[], metavar="[NAME=]FILE",
+                   help="run the program on these inputs (the forms of `nmc run --input`) and report accuracy "
+                        "and error (repeatable)")
+    p.add_argument("--labels", metavar="Y.npy", help="class labels (Y.npy or D.npz:KEY) for accuracy")
+    p.add_argument("--model", metavar="MODEL.onnx", help="the ONNX model, to compare with onnxruntime")
+    g = p.add_argument_group("simulation (with --input)")
+    g.add_argument("--trials", type=int, default=None, metavar="N",
+                   help="independently programmed chips per condition (default: 3 on noisy targets, else 1)")
+    g.add_argument("--times", metavar="T1,T2,...",
+                   help="times since programming, on drifting targets (default: 0,1h,1d)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the first trial (default: 0)")
+    g.add_argument("--no-noise", action="store_true", help="switch device and read noise off")
+    g.add_argument("--no-drift-compensation", action="store_true",
+                   help="do not rescale outputs for conductance drift")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("targets", parents=[common], help="list the preset targets",
                        description="List the preset targets shipped with nmc.")
