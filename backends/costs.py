@@ -5,6 +5,7 @@ overrides any of them in its ``[costs]`` table. Units are in the field names.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 
@@ -14,8 +15,16 @@ class Costs:
     array_read_ns: float = 100.0          # one analog read of a whole array (PUMA: 128×128 MVM 100 ns)
     array_cell_read_pj: float = 0.03      # V²·G·t: 0.55 V, 10 ns, 100 kΩ → 30 fJ per cell and read
     dac_pj: float = 0.0039                # ISAAC 1-bit DAC 3.9 µW, for 1 ns
+    dac_ns_per_level: float = 0.0         # pulse-width inputs: a read lasts this much longer per input level
+    # one ADC conversion of b bits: adc_ns + adc_ns_per_bit·b + adc_ns_per_level·2^b (SAR: per bit;
+    # ramp, counting and oscillator ADCs: per level), energy adc_pj + adc_pj_per_level·2^b
+    # + adc_survey_factor × the survey-best energy at b bits and that rate (adc_survey_pj)
     adc_ns: float = 0.78                  # ISAAC 8-bit SAR ADC at 1.28 GS/s
+    adc_ns_per_bit: float = 0.0
+    adc_ns_per_level: float = 0.0
     adc_pj: float = 1.67                  # ISAAC 8-bit SAR ADC, per conversion
+    adc_pj_per_level: float = 0.0
+    adc_survey_factor: float = 0.0
     adc_area_um2: float = 1200.0          # ISAAC 8-bit SAR ADC
     shift_add_pj: float = 0.021           # ISAAC shift-and-add, per operation
     array_area_um2_per_cell: float = 0.0  # crossbar cell area (0: counted inside the core area)
@@ -41,6 +50,28 @@ class Costs:
     crossbar_core_area_mm2: float = 0.0   # array + periphery other than ADCs, per crossbar
     vector_core_area_mm2: float = 0.5     # (assumption)
     buffer_area_mm2: float = 0.1          # per core (assumption)
+    io_area_mm2: float = 0.0              # off-chip links, once per chip (0: not modelled)
+
+    def read_ns(self, input_bits_per_read: int) -> float:
+        """One analog read: settling plus, for pulse-width inputs, one step per input level."""
+        return self.array_read_ns + self.dac_ns_per_level * ((1 << input_bits_per_read) - 1)
+
+    def adc_conversion_ns(self, bits: int) -> float:
+        return self.adc_ns + self.adc_ns_per_bit * bits + self.adc_ns_per_level * (1 << bits)
+
+    def adc_conversion_pj(self, bits: int) -> float:
+        ns = self.adc_conversion_ns(bits)
+        survey = self.adc_survey_factor * adc_survey_pj(bits, 1e9 / ns if ns > 0 else 1e9)
+        return self.adc_pj + self.adc_pj_per_level * (1 << bits) + survey
+
+
+def adc_survey_pj(bits: int, rate_hz: float) -> float:
+    """Energy of one conversion by the best ADCs of Murmann's survey (as Accelergy's ADC plug-in):
+    E = 1 / (2·10^((FOM_S − SNDR)/10)), SNDR = 6.02·b + 1.76 dB, FOM_S = min(302.74 − 6.461·ln f_s,
+    180.14) dB. At 1 GS/s: 4 b 2.5 fJ, 6 b 40 fJ, 8 b 0.64 pJ, 10 b 10 pJ."""
+    fom = min(302.74 - 6.461 * math.log(rate_hz), 180.14)
+    sndr = 6.02 * bits + 1.76
+    return 1e12 / (2 * 10 ** ((fom - sndr) / 10))
 
 
 COST_FIELDS = {f.name: f.type for f in fields(Costs)}

@@ -64,6 +64,36 @@ class CrossbarCores:
 
 
 @dataclass(frozen=True)
+class CamCores:
+    """``count`` analog-CAM cores of ``rows`` × ``cols`` range cells (``arrays_per_core`` arrays
+    whose match lines are chained), ``cell_bits`` per bound, leaf memory and a reduction network.
+    A feature whose code needs more levels spans up to ``max_cells_per_feature`` adjacent cells.
+    Timing and energy per operation; defaults follow X-TIME (REFERENCE_DATA.md, "Analog CAM")
+    where it gives a figure and are marked as assumptions where it does not."""
+
+    count: int
+    technology: str
+    rows: int
+    cols: int
+    arrays_per_core: int
+    cell_bits: int
+    max_cells_per_feature: int = 2
+    search_cycles: int = 4              # X-TIME: one search takes 4 cycles at 1 GHz
+    resolve_cycles_per_match: int = 1   # X-TIME: the match-line resolver handles one match per cycle
+    leaf_read_cycles: int = 1           # one leaf-memory (SRAM) read per matched row (assumption)
+    reduce_cycles_per_level: int = 1    # one adder level of the tree-shaped reduction network (X-TIME)
+    search_pj_per_cell: float = 0.03    # assumption: E = V²·G·t as for a crossbar cell (0.55 V, 10 ns, 100 kΩ)
+    leaf_read_pj: float = 1.0           # assumption: one 32-bit SRAM word read (Horowitz 45 nm: ~1 pJ)
+    reduce_pj_per_add: float = 0.9      # Horowitz 45 nm: FP32 add 0.9 pJ
+    core_area_mm2: float = 0.0          # (0: not modelled)
+    kind: str = "cam"
+
+    @property
+    def columns(self) -> int:
+        return self.cols
+
+
+@dataclass(frozen=True)
 class Device:
     """Device physics switches and parameters; ``None`` fields use the model's published value."""
 
@@ -87,7 +117,7 @@ class Target:
     clock_ghz: float
     rtol: float
     min_top1_agreement: float
-    cores: tuple[VectorCores | CrossbarCores, ...]
+    cores: tuple[VectorCores | CrossbarCores | CamCores, ...]
     device: Device
     source: str  # the TOML text, embedded in every compiled program
     costs: Costs = Costs()
@@ -101,8 +131,16 @@ class Target:
         groups = [g for g in self.cores if isinstance(g, CrossbarCores)]
         return groups[0] if groups else None
 
+    @property
+    def cam(self) -> CamCores | None:
+        groups = [g for g in self.cores if isinstance(g, CamCores)]
+        return groups[0] if groups else None
+
     def one_line(self) -> str:
         xb = self.crossbar
+        if xb is None and self.cam is not None:
+            cam = self.cam
+            return f"{self.summary} [{cam.count} × {cam.rows}×{cam.cols} {cam.technology} CAM, {cam.cell_bits}-bit cells]"
         if xb is None:
             return self.summary
         return (f"{self.summary} [{xb.crossbars} × {xb.rows}×{xb.cols} {xb.technology}, "
@@ -122,6 +160,13 @@ _CROSSBAR = {"kind": (str, True), "count": (int, True), "technology": (str, True
              "cols": (int, True), "crossbars_per_core": (int, False), "cell_bits": (int, True),
              "weight_bits": (int, True), "input_bits": (int, True), "dac_bits": (int, True),
              "adc_bits": (int, True), "cols_per_adc": (int, False), "weight_scheme": (str, False)}
+
+_CAM = {"kind": (str, True), "count": (int, True), "technology": (str, True), "rows": (int, True),
+        "cols": (int, True), "arrays_per_core": (int, False), "cell_bits": (int, True),
+        "max_cells_per_feature": (int, False), "search_cycles": (int, False),
+        "resolve_cycles_per_match": (int, False), "leaf_read_cycles": (int, False),
+        "reduce_cycles_per_level": (int, False), "search_pj_per_cell": (float, False),
+        "leaf_read_pj": (float, False), "reduce_pj_per_add": (float, False), "core_area_mm2": (float, False)}
 
 
 def preset_names() -> list[str]:
@@ -218,12 +263,32 @@ def parse_target(text: str, origin: str = "<target>") -> Target:
                                        v.get("crossbars_per_core", 1), v["cell_bits"], v["weight_bits"],
                                        v["input_bits"], v["dac_bits"], v["adc_bits"], v.get("cols_per_adc", 1),
                                        scheme))
+        elif kind == "cam":
+            v = _table(origin, where, group, _CAM)
+            _positive(origin, where, v, "count", "rows", "cols", "arrays_per_core", "cell_bits",
+                      "max_cells_per_feature", "search_cycles")
+            if v["technology"] not in TECHNOLOGIES:
+                raise TargetError(f"{origin}: {where}.technology = {v['technology']!r}; known: {', '.join(TECHNOLOGIES)}")
+            if v["cell_bits"] > 8:
+                raise TargetError(f"{origin}: {where}.cell_bits = {v['cell_bits']}: analog CAM cells hold at most "
+                                  "8 bits (3–4 demonstrated); use max_cells_per_feature for more levels")
+            if v["cols"] % v.get("arrays_per_core", 1):
+                raise TargetError(f"{origin}: {where}: cols must divide evenly over arrays_per_core")
+            for key in ("resolve_cycles_per_match", "leaf_read_cycles", "reduce_cycles_per_level",
+                        "search_pj_per_cell", "leaf_read_pj", "reduce_pj_per_add", "core_area_mm2"):
+                if v.get(key, 0) < 0:
+                    raise TargetError(f"{origin}: field {where}.{key} must not be negative")
+            v.pop("kind")
+            v.setdefault("arrays_per_core", 1)
+            cores.append(CamCores(**v))
         else:
-            raise TargetError(f"{origin}: {where}.kind = {kind!r}; known kinds: vector, crossbar")
+            raise TargetError(f"{origin}: {where}.kind = {kind!r}; known kinds: vector, crossbar, cam")
     if not any(isinstance(c, VectorCores) for c in cores):
         raise TargetError(f"{origin}: a target needs a [[cores]] group of kind 'vector' for digital work")
     if sum(isinstance(c, CrossbarCores) for c in cores) > 1:
         raise TargetError(f"{origin}: at most one [[cores]] group of kind 'crossbar' is supported")
+    if sum(isinstance(c, CamCores) for c in cores) > 1:
+        raise TargetError(f"{origin}: at most one [[cores]] group of kind 'cam' is supported")
     costs_doc = doc.get("costs", {})
     if not isinstance(costs_doc, dict):
         raise TargetError(f"{origin}: [costs] must be a table")

@@ -13,7 +13,7 @@ from compiler.errors import CompileError
 from compiler.frontend import import_onnx
 from compiler.ir.graph import Graph
 from compiler.ir.verify import verify
-from compiler.passes import BitSlicing, FoldBatchNorm, Partition, Pass, Placement, Quantize, TileMapping
+from compiler.passes import BitSlicing, CamMappingPass, FoldBatchNorm, Partition, Pass, Placement, Quantize, TileMapping
 from isa.program import Program
 from isa.validate import validate
 
@@ -34,6 +34,7 @@ def default_passes() -> list[Pass]:
         TileMapping(),    # weight matrices cut into crossbar-sized blocks (groups packed)
         BitSlicing(),     # ADC range of each block: calibrated column currents, else its worst case
         Placement(),      # blocks onto crossbars of crossbar cores; too big is an error
+        CamMappingPass(), # tree ensembles: one path per CAM row, threshold codes, rows onto CAM cores
     ]
 
 

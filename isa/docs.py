@@ -23,6 +23,7 @@ UNITS = {
     "vector": "Vector unit: element-wise, reductions, activations",
     "matrix": "Matrix unit: stationary-weight matrix-vector products",
     "crossbar": "Crossbar tiles: in-memory matrix-vector products",
+    "cam": "Analog CAM: range search over all rows at once, leaf memory and reduction",
     "noc": "Network on chip: core-to-core messages",
     "control": "Control and synchronisation",
 }
@@ -38,7 +39,7 @@ def _usage(spec: OpSpec) -> str:
     names, source_index = [], 0
     for kind in spec.operands:
         if kind in ("src", "src|imm"):
-            names.append("ab"[source_index] if sources > 1 else "src")
+            names.append("abcd"[source_index] if sources > 1 else "src")
             source_index += 1
         else:
             names.append({"dst": "dst", "imm": "#imm", "weight": "@w", "core": "$peer"}[kind])

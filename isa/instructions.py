@@ -40,6 +40,7 @@ _UNARY = {
     "gelu_tanh": "x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))) / 2",
     "floor": "floor(x)",
     "ceil": "ceil(x)",
+    "probit": "sqrt(2) * erfinv(2x - 1), erfinv by onnxruntime's approximation (ml_common.h ErfInv)",
 }
 _BINARY = {
     "add": "a + b",
@@ -87,6 +88,22 @@ for _s in (
           "queues the elements of src for the peer core, which takes them with recv"),
     _spec("recv", "dst core", "noc", "receive a view sent by another core",
           "waits for the next message from the peer core and writes it into dst"),
+    _spec("cenc", "dst src src src src", "vector", "threshold-code inputs for an analog CAM search",
+          "dst[f] = #{k: src[f] >= ge[f, k]} + #{k: src[f] > gt[f, k]} with operands ge, gt (f32 [F, K] "
+          "cut tables, NaN-padded) and nan (f32 [F]); a NaN input gets code nan[f]. dst is i32 [F], src f32 [F]. "
+          "A feature's code is the number of its thresholds the input lies above, so comparing codes in the "
+          "CAM gives the same decisions as comparing the values with the thresholds"),
+    _spec("csearch", "dst src src src imm", "cam", "search the rows of analog CAM arrays",
+          "dst[r] = 1 if lo[r, f] <= q[f] < hi[r, f] for every feature f, else 0, with operands lo, hi "
+          "(i32 [R, F] constants: the range each cell holds, in code levels; lo = 0 and hi = levels are "
+          "open bounds) and the query codes q (i32 [F]); the immediate is the number of physical CAM "
+          "columns (cells) the features occupy (features no row tests take none). All R rows are searched at once; dst is f32 [R]. With "
+          "device noise the programmed bounds deviate from lo and hi"),
+    _spec("cleaf", "dst src src imm", "cam", "read the leaves of matched rows and accumulate them",
+          "dst[t] = sum over rows r with match[r] = 1 of leaves[r, t]: the match-line resolver reads each "
+          "matched row's leaf from leaf memory and the reduction network adds them per target; operands "
+          "match (f32 [R]) and leaves (f32 [R, T] constant); dst f32 [T]. The immediate is the number of "
+          "matches a search yields without device errors (the trees with rows in this block), for timing"),
     _spec("sync", "", "control", "barrier across all cores",
           "no core passes its k-th sync before every core has reached its k-th sync"),
 ):

@@ -96,7 +96,8 @@ def _check_instr(p: Program, core: int, ins: Instr, counts: dict[str, int]) -> N
     _check_dtypes(p, ins)
 
 
-_DTYPE_RULES = {"quant": ("i32", "f32", "f32"), "dequant": ("f32", "i32", "f32"), "xmvm": ("i32", None, "i32"),
+_DTYPE_RULES = {"cenc": ("i32", "f32", "f32", "f32", "f32"), "csearch": ("f32", "i32", "i32", "i32", None),
+                "cleaf": ("f32", "f32", "f32", None), "quant": ("i32", "f32", "f32"), "dequant": ("f32", "i32", "f32"), "xmvm": ("i32", None, "i32"),
                 "mvm": ("f32", None, "f32")}
 
 
@@ -191,6 +192,26 @@ def _check_shapes(p: Program, ins: Instr) -> None:
         dst, src = ops
         if tuple(src.shape[:-1]) != tuple(dst.shape):
             raise ProgramError(f"argmax from {list(src.shape)} to {list(dst.shape)}")
+    elif op == "cenc":
+        dst, src, ge, gt, nan = ops
+        if len(ge.shape) != 2 or ge.shape != gt.shape or ge.shape[0] != src.size or dst.size != src.size \
+                or nan.size != src.size:
+            raise ProgramError(f"cenc codes {src.size} inputs into {dst.size} codes with cut tables "
+                               f"{list(ge.shape)}, {list(gt.shape)} and {nan.size} NaN codes: sizes differ")
+    elif op == "csearch":
+        dst, lo, hi, q, cells = ops
+        if len(lo.shape) != 2 or lo.shape != hi.shape or lo.shape[1] != q.size or dst.size != lo.shape[0]:
+            raise ProgramError(f"csearch of {q.size} codes over bounds {list(lo.shape)}, {list(hi.shape)} into "
+                               f"{dst.size} match lines: bounds must be [rows, features] of one shape")
+        if cells.value < 1 or cells.value != int(cells.value):
+            raise ProgramError(f"csearch needs a positive whole number of cells, got {cells.value}")
+    elif op == "cleaf":
+        dst, match, leaves, matches = ops
+        if matches.value < 0 or matches.value != int(matches.value):
+            raise ProgramError(f"cleaf expects a whole number of matches, got {matches.value}")
+        if len(leaves.shape) != 2 or leaves.shape[0] != match.size or leaves.shape[1] != dst.size:
+            raise ProgramError(f"cleaf reads {match.size} match lines and leaves {list(leaves.shape)} into "
+                               f"{dst.size} values: leaves must be [rows, targets]")
     elif op in ("send", "recv", "sync", "fill"):
         return
     else:

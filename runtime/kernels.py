@@ -39,6 +39,19 @@ def _sigmoid(x):
         return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32)
 
 
+def probit(x: np.ndarray) -> np.ndarray:
+    """sqrt(2)·erfinv(2x − 1) with onnxruntime's erfinv approximation, in float32 as it computes it."""
+    v = (2 * x.astype(np.float32) - np.float32(1)).astype(np.float32)
+    sign = np.where(v < 0, np.float32(-1), np.float32(1))
+    w = (1 - v) * (1 + v)
+    with np.errstate(all="ignore"):
+        log = np.log(w)
+        a = np.float32(2) / (np.float32(np.pi) * np.float32(0.147)) + np.float32(0.5) * log
+        b = np.float32(1) / np.float32(0.147) * log
+        c = -a + np.sqrt(a * a - b)
+        return (np.float32(np.sqrt(2.0)) * sign * np.sqrt(c)).astype(np.float32)
+
+
 UNARY = {
     "relu": lambda x: np.maximum(x, np.float32(0)),
     "sigmoid": _sigmoid,
@@ -54,6 +67,7 @@ UNARY = {
     "gelu_tanh": _gelu_tanh,
     "floor": np.floor,
     "ceil": np.ceil,
+    "probit": probit,
 }
 
 BINARY = {

@@ -19,6 +19,7 @@ from isa.program import DTYPES, Program
 from isa.validate import validate
 from isa.views import Imm, View, WeightRef
 from runtime import kernels
+from runtime.cam import ProgrammedCam, rram_bound_sigma
 from runtime.crossbar import ProgrammedTile, SimOptions
 
 
@@ -42,7 +43,10 @@ class Machine:
         self.mem = {name: np.zeros((batch, b.size), DTYPES[b.dtype]) for name, b in program.buffers.items()}
         self.consts = {name: np.ascontiguousarray(program.data[name], dtype=DTYPES[c.dtype]).reshape(-1)
                        for name, c in program.consts.items()}
-        self.tiles = self._program_tiles(target, options or SimOptions())
+        self.options = options or SimOptions()
+        self.target = target
+        self.cams: dict[tuple[str, str], ProgrammedCam] = {}
+        self.tiles = self._program_tiles(target, self.options)
         self.weights = {name: np.ascontiguousarray(program.data[name], dtype=np.float32)
                         for name, c in program.consts.items() if c.dtype == "f32"}
 
@@ -132,6 +136,15 @@ class Machine:
                 self.view(ops[0], iters)[...] = kernels.softmax(self.view(ops[1], iters))
         elif op == "argmax":
             self.view(ops[0], iters)[...] = np.argmax(self.view(ops[1], iters), axis=-1)
+        elif op == "cenc":
+            self._cenc(ops, iters)
+        elif op == "csearch":
+            self._csearch(ops, iters)
+        elif op == "cleaf":
+            match = self.view(ops[1], iters)
+            leaves = self.view(ops[2], ())[0]
+            out = match.reshape(-1, match.shape[-1]) @ leaves
+            self.view(ops[0], iters)[...] = out.reshape(self.view(ops[0], iters).shape)
         elif op == "leaky":
             x = self.view(ops[1], iters)
             self.view(ops[0], iters)[...] = np.where(x >= 0, x, x * np.float32(ops[2].value))
@@ -149,6 +162,33 @@ class Machine:
         out = self.tiles[w.name].mvm(src.reshape(-1, src_v.size))
         dst = self.view(dst_v, iters)
         dst[...] = np.rint(out).reshape(shape + (-1,)).reshape(dst.shape)
+
+    def _cenc(self, ops, iters) -> None:
+        x = self.view(ops[1], iters)[..., None]
+        ge, gt = self.view(ops[2], ())[0], self.view(ops[3], ())[0]
+        with np.errstate(invalid="ignore"):
+            code = (x >= ge).sum(axis=-1) + (x > gt).sum(axis=-1)
+        nan = self.view(ops[4], ())[0]
+        self.view(ops[0], iters)[...] = np.where(np.isnan(x[..., 0]), nan, code)
+
+    def _csearch(self, ops, iters) -> None:
+        """All rows × all samples: the programmed block's lookup tables, built on first use."""
+        key = (ops[1].buffer, ops[2].buffer)
+        cam = self.cams.get(key)
+        if cam is None:
+            lo = np.array(self.view(ops[1], ())[0])
+            hi = np.array(self.view(ops[2], ())[0])
+            sigma = rng = None
+            target = self.target or load_target(self.p.target)
+            if self.options.noise and target.cam is not None and target.device.programming_noise \
+                    and target.device.model.startswith("rram"):
+                sigma = rram_bound_sigma(target.device.levels, target.cam.cell_bits, target.device.g_max)
+                rng = np.random.default_rng([self.options.seed, len(self.cams)])
+            cam = self.cams[key] = ProgrammedCam(lo, hi, sigma_levels=sigma, rng=rng)
+        q = self.view(ops[3], iters)
+        match = cam.search(q.reshape(-1, q.shape[-1]))
+        dst = self.view(ops[0], iters)
+        dst[...] = match.reshape(dst.shape)
 
     def _mvm(self, dst_v: View, w: WeightRef, src_v: View, iters) -> None:
         lead = 1 + len(iters)

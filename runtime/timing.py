@@ -3,7 +3,9 @@
 The estimate reads the program, not the data: every instruction charges latency and energy to
 the components it uses (from the target's ``[costs]``); cores run concurrently and meet at
 ``send``/``recv`` (a message arrives after its hops and its serialisation on the link; transfers
-into one core share its ingress link) and ``sync``; a loop costs its body's latency plus one
+into one core share its ingress link) and ``sync``; the crossbars of a core run concurrently (a
+loop of ``xmvm`` on one tile is handed to that crossbar, and the core waits for it only where it
+touches the loop's buffers, at ``sync`` and at the end of its stream); a loop costs its body's latency plus one
 initiation interval per further iteration, the interval being the busiest unit of the body.
 So timing costs O(program), never O(pixels). Figures are for one inference (one sample).
 """
@@ -16,14 +18,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backends.target import CrossbarCores, Target, VectorCores
+from backends.target import CamCores, CrossbarCores, Target, VectorCores
 from isa.instructions import BINARY_OPS, REDUCE_OPS, UNARY_OPS, Instr, Loop
 from isa.program import Program
 from isa.views import View
 
 _SPECIAL = {"exp", "log", "sqrt", "erf", "gelu", "gelu_tanh", "tanh", "sigmoid", "recip", "div", "pow", "softmax"}
 _MULS = {"mul", "div", "pow", "dequant", "quant"}
-COMPONENTS = ("array", "dac", "adc", "shift_add", "digital_cim", "vector", "buffer", "noc", "io")
+COMPONENTS = ("array", "dac", "adc", "shift_add", "digital_cim", "vector", "buffer", "noc", "io",
+              "cam_search", "cam_leaf", "cam_reduce")
 
 
 @dataclass
@@ -140,6 +143,8 @@ class CostModel:
         views = ins.views()
         if op == "xmvm":
             self._xmvm(ins, core, cost)
+        elif op in ("csearch", "cleaf"):
+            self._cam(ins, core, cost)
         elif op in ("load", "store"):
             dst, src = views
             port = any(v.buffer in {q.buffer for q in self.p.inputs + self.p.outputs} for v in views)
@@ -163,6 +168,9 @@ class CostModel:
                 work = views[0].size * views[1].shape[-1]
                 cost.macs = work
                 energy = work * (c.vector_mul_pj + c.vector_op_pj)
+            elif op == "cenc":  # one comparison per input and cut
+                work = views[2].size + views[3].size
+                energy = work * c.vector_op_pj
             elif op in REDUCE_OPS or op == "argmax":
                 work = views[1].size
                 energy = work * c.vector_op_pj
@@ -197,7 +205,7 @@ class CostModel:
         conversions = n * slices  # a differential pair is subtracted before its one conversion
         adcs = max(1, xb.cols // xb.cols_per_adc)
         return dict(n=n, k=k, slices=slices, reads=reads, cols=cols, conversions=conversions, adcs=adcs,
-                    tile=tile.name, ibits=ibits)
+                    tile=tile.name, ibits=ibits, bits_per_read=min(xb.dac_bits, max(ibits, 1)))
 
     def _xmvm(self, ins: Instr, core: int, cost: Cost) -> None:
         s = self.xmvm_shape(ins)
@@ -211,16 +219,40 @@ class CostModel:
             cost.busy[unit] = cost.cycles
             cost.energy["digital_cim"] = cost.macs * c.digital_mac_pj * (xb.weight_bits * s["ibits"]) / 64
             return
-        t_read = self.ns(c.array_read_ns)
-        t_adc = math.ceil(s["conversions"] / s["adcs"]) * self.ns(c.adc_ns)
+        t_read = self.ns(c.read_ns(s["bits_per_read"]))
+        t_adc = math.ceil(s["conversions"] / s["adcs"]) * self.ns(c.adc_conversion_ns(xb.adc_bits))
         step = max(t_read, t_adc)
-        cost.cycles = t_read + s["reads"] * step  # the next read overlaps this read's conversions
+        # the next read overlaps this read's conversions: the first read, then one step per
+        # further read, then the last read's conversions
+        cost.cycles = t_read + (s["reads"] - 1) * step + t_adc
         cost.busy[unit] = s["reads"] * step
         cost.busy[f"adc:{s['tile']}"] = s["reads"] * t_adc
         cost.energy["array"] = s["reads"] * s["k"] * s["cols"] * c.array_cell_read_pj
         cost.energy["dac"] = s["reads"] * s["k"] * c.dac_pj
-        cost.energy["adc"] = s["reads"] * s["conversions"] * c.adc_pj
+        cost.energy["adc"] = s["reads"] * s["conversions"] * c.adc_conversion_pj(xb.adc_bits)
         cost.energy["shift_add"] = s["reads"] * s["conversions"] * c.shift_add_pj
+
+    def _cam(self, ins: Instr, core: int, cost: Cost) -> None:
+        """Analog CAM (X-TIME figures, REFERENCE_DATA.md "Analog CAM"): a search takes
+        ``search_cycles`` over all rows of the chained arrays; the match-line resolver then hands
+        one match per cycle to leaf memory, and a tree-shaped reduction network adds the leaves."""
+        cam = self.t.cam
+        if cam is None:
+            raise ValueError(f"the program searches analog CAM but target {self.t.name!r} has no CAM cores")
+        if ins.opcode == "csearch":
+            rows = ins.operands[1].shape[0]
+            cells = int(ins.operands[4].value)
+            cost.cycles = cam.search_cycles
+            cost.energy["cam_search"] = rows * cells * cam.search_pj_per_cell
+        else:
+            targets = ins.operands[0].size
+            matches = max(1, int(ins.operands[3].value))
+            levels = math.ceil(math.log2(matches)) if matches > 1 else 0
+            cost.cycles = (matches * cam.resolve_cycles_per_match + cam.leaf_read_cycles
+                           + levels * cam.reduce_cycles_per_level)
+            cost.energy["cam_leaf"] = matches * targets * cam.leaf_read_pj
+            cost.energy["cam_reduce"] = (matches - 1) * targets * cam.reduce_pj_per_add
+        cost.busy[f"cam{core}"] = cost.cycles
 
     # ------------------------------------------------------------------ blocks and loops
     def block(self, stmts, core: int) -> Cost:
@@ -245,6 +277,30 @@ def _mesh(core: int, width: int) -> tuple[int, int]:
     return divmod(core, width)
 
 
+def _leaves(stmt):
+    if isinstance(stmt, Loop):
+        for s in stmt.body:
+            yield from _leaves(s)
+    else:
+        yield stmt
+
+
+def _crossbar_work(stmt) -> tuple[str, set, set] | None:
+    """``(tile, buffers read, buffers written)`` when ``stmt`` only runs ``xmvm`` on one tile: the
+    core hands it to that crossbar (with its own ADCs) and goes on issuing."""
+    leaves = list(_leaves(stmt))
+    if not leaves or any(not isinstance(i, Instr) or i.opcode != "xmvm" for i in leaves):
+        return None
+    tiles = {i.operands[1].name for i in leaves}
+    if len(tiles) != 1:
+        return None
+    return tiles.pop(), {i.operands[2].buffer for i in leaves}, {i.operands[0].buffer for i in leaves}
+
+
+def _buffers(stmt) -> set:
+    return {v.buffer for i in _leaves(stmt) if isinstance(i, Instr) for v in i.views()}
+
+
 def estimate(program: Program, target: Target) -> Stats:
     """Timing, energy and area of one inference of ``program`` on ``target``."""
     model = CostModel(program, target)
@@ -256,6 +312,16 @@ def estimate(program: Program, target: Target) -> Stats:
     pcs = {core: 0 for core in cores}
     mail: dict = defaultdict(list)   # (src, dst) -> [arrival times]
     ingress_free = defaultdict(float)
+    # crossbar work in flight: a core's crossbars run concurrently with each other and with
+    # the core, which waits only for a buffer they read (before overwriting it) or write
+    tile_free: dict = defaultdict(float)
+    written: dict = defaultdict(float)   # (core, buffer) -> when the crossbar writing it finishes
+    read: dict = defaultdict(float)      # (core, buffer) -> when the crossbar reading it finishes
+    drained = defaultdict(float)         # core -> when all its crossbar work finishes
+
+    def wait(core: int, stmt) -> float:
+        return max((max(written[(core, b)], read[(core, b)]) for b in _buffers(stmt)), default=0.0)
+
     sync_level = {core: 0 for core in cores}
     arrived: dict = defaultdict(dict)  # sync level -> {core: arrival time}
     total = Cost()
@@ -266,17 +332,25 @@ def estimate(program: Program, target: Target) -> Stats:
             stream = program.cores[core]
             while pcs[core] < len(stream):
                 s = stream[pcs[core]]
+                work = _crossbar_work(s)
                 if isinstance(s, Instr) and s.opcode == "send":
                     peer = s.operands[0].core
                     bits = model.bits(s.operands[1])
                     (r0, c0), (r1, c1) = _mesh(core, width), _mesh(peer, width)
                     hops = abs(r0 - r1) + abs(c0 - c1) + 1
                     serial = math.ceil(bits / c.noc_bits_per_cycle)
-                    start = max(clock[core], ingress_free[peer])
+                    data = wait(core, s)
+                    start = max(clock[core], data, ingress_free[peer])
                     ingress_free[peer] = start + serial
                     mail[(core, peer)].append(start + serial + hops * c.noc_hop_cycles)
-                    clock[core] = start + serial
-                    busy[core] += serial
+                    if data > clock[core]:
+                        # results of crossbar work in flight: the message leaves when they are
+                        # ready, and the core goes on issuing
+                        read[(core, s.operands[1].buffer)] = start + serial
+                        drained[core] = max(drained[core], start + serial)
+                    else:
+                        clock[core] = start + serial
+                        busy[core] += serial
                     e = bits * hops * c.noc_pj_per_bit_hop
                     total.energy["noc"] += e
                     total.layer_energy[model.layer(s)] += e
@@ -284,22 +358,37 @@ def estimate(program: Program, target: Target) -> Stats:
                     peer = s.operands[1].core
                     if not mail[(peer, core)]:
                         break
-                    clock[core] = max(clock[core], mail[(peer, core)].pop(0))
+                    clock[core] = max(clock[core], mail[(peer, core)].pop(0), wait(core, s))
                 elif isinstance(s, Instr) and s.opcode == "sync":
+                    clock[core] = max(clock[core], drained[core])
                     level = sync_level[core] + 1
                     arrived[level].setdefault(core, clock[core])
                     if len(arrived[level]) < len(cores):
                         break
                     sync_level[core] = level
                     clock[core] = max(arrived[level].values())
+                elif work is not None:
+                    tile, reads, writes = work
+                    cost = model.loop(s, core) if isinstance(s, Loop) else model.instr(s, core)
+                    total.add(cost)
+                    start = max([clock[core], tile_free[tile]] + [written[(core, b)] for b in reads]
+                                + [max(written[(core, b)], read[(core, b)]) for b in writes])
+                    finish = start + cost.cycles
+                    tile_free[tile] = finish
+                    for b in reads:
+                        read[(core, b)] = max(read[(core, b)], finish)
+                    for b in writes:
+                        written[(core, b)] = max(written[(core, b)], finish)
+                    drained[core] = max(drained[core], finish)
                 else:
                     cost = model.loop(s, core) if isinstance(s, Loop) else model.instr(s, core)
                     total.add(cost)
-                    clock[core] += cost.cycles
+                    clock[core] = max(clock[core], wait(core, s)) + cost.cycles
                     busy[core] += cost.cycles
                 pcs[core] += 1
                 progressed = True
             if pcs[core] >= len(stream):
+                clock[core] = max(clock[core], drained[core])
                 done.add(core)
         if not progressed and len(done) < len(cores):
             raise ValueError("timing: the cores deadlock (send/recv/sync mismatch)")
@@ -338,11 +427,13 @@ def _adc_utilization(total: Cost, program: Program, target: Target, latency: flo
 def area(program: Program, target: Target) -> dict:
     """Chip area by component (mm²) from the target's component counts."""
     c = target.costs
-    out = {"vector_cores": 0.0, "buffers": 0.0, "crossbars": 0.0, "adcs": 0.0}
+    out = {"vector_cores": 0.0, "buffers": 0.0, "crossbars": 0.0, "adcs": 0.0, "io": c.io_area_mm2}
     for group in target.cores:
         out["buffers"] += group.count * c.buffer_area_mm2
         if isinstance(group, VectorCores):
             out["vector_cores"] += group.count * c.vector_core_area_mm2
+        elif isinstance(group, CamCores):
+            out["cam_cores"] = out.get("cam_cores", 0.0) + group.count * group.core_area_mm2
         else:
             adcs = group.cols // group.cols_per_adc if group.analog else 0
             out["crossbars"] += group.crossbars * (c.crossbar_core_area_mm2

@@ -40,15 +40,17 @@ def program(body: str):
 
 def test_one_mvm_on_one_crossbar():
     stats = estimate(program("    xmvm acc[0; 16:1], @t0, q[0; 64:1]\n    sync"), PCM)
-    c = PCM.costs
-    # pcm preset: 8-bit inputs through 8-bit DACs → 1 read; an 8-bit weight is one differential
-    # pair of 7-bit cells → 16 conversions on 256/1 ADCs → one conversion time
-    assert (PCM.crossbar.cell_bits, PCM.crossbar.dac_bits) == (7, 8)
-    t_read = c.array_read_ns * PCM.clock_ghz
-    t_adc = math.ceil(16 / 256) * c.adc_ns * PCM.clock_ghz
-    assert stats.latency_cycles == pytest.approx(t_read + 1 * max(t_read, t_adc))
+    c, xb = PCM.costs, PCM.crossbar
+    # pcm preset: 8-bit unsigned inputs through 8-bit DACs → 1 read, a pulse of up to 255 levels;
+    # an 8-bit weight is one differential pair of 7-bit cells → 16 conversions on 256/2 ADCs →
+    # one conversion time, which grows with the ADC's levels (an oscillator ADC)
+    assert (xb.cell_bits, xb.dac_bits, xb.adc_bits, xb.cols // xb.cols_per_adc) == (7, 8, 8, 128)
+    t_read = (c.array_read_ns + c.dac_ns_per_level * 255) * PCM.clock_ghz
+    t_adc = math.ceil(16 / 128) * (c.adc_ns + c.adc_ns_per_bit * 8 + c.adc_ns_per_level * 256) * PCM.clock_ghz
+    # read, then convert (a further read would overlap these conversions)
+    assert stats.latency_cycles == pytest.approx(t_read + t_adc)
     assert stats.energy_pj["array"] == pytest.approx(64 * 16 * 2 * c.array_cell_read_pj)
-    assert stats.energy_pj["adc"] == pytest.approx(16 * c.adc_pj)
+    assert stats.energy_pj["adc"] == pytest.approx(16 * (c.adc_pj + c.adc_pj_per_level * 256))
     assert stats.energy_pj["dac"] == pytest.approx(64 * c.dac_pj)
     assert stats.macs == 16 * 64
 
@@ -57,7 +59,9 @@ def test_pipelined_loop_costs_latency_plus_intervals():
     body = "    loop %i, 10 {\n        xmvm acc[0; 16:1], @t0, q[0; 64:1]\n    }\n    sync"
     one = estimate(program("    xmvm acc[0; 16:1], @t0, q[0; 64:1]\n    sync"), PCM)
     ten = estimate(program(body), PCM)
-    t_read = PCM.costs.array_read_ns * PCM.clock_ghz
+    c = PCM.costs
+    t_read = (c.array_read_ns + c.dac_ns_per_level * 255) * PCM.clock_ghz
+    assert t_read > c.adc_conversion_ns(8)  # the read, not the ADC, sets the pace
     # body latency (read + conversions) once, then one initiation interval per further iteration
     assert ten.latency_cycles == pytest.approx(one.latency_cycles + 9 * t_read)
     assert ten.energy_total_pj == pytest.approx(10 * one.energy_total_pj)
@@ -97,7 +101,7 @@ def test_two_cores_contend_for_one_link():
     assert stats.energy_pj["noc"] == pytest.approx(2 * 1024 * 32 * hops * c.noc_pj_per_bit_hop)
 
 
-@pytest.mark.parametrize("target", ["ideal", "sram-digital", "pcm", "rram", "sram-analog"])
+@pytest.mark.parametrize("target", ["ideal", "sram-digital", "pcm", "rram", "sram-analog", "isaac"])
 def test_breakdowns_sum_and_pipeline_relations(target):
     compiled = compile_model("examples/digits_cnn.onnx", target=target)
     stats = estimate(compiled.program, compiled.target)
@@ -118,7 +122,8 @@ def test_breakdowns_sum_and_pipeline_relations(target):
 def test_costs_section_is_validated():
     from backends.target import TargetError
 
+    base = PCM.source.split("\n[costs]")[0]  # the preset without its own [costs] table
     with pytest.raises(TargetError, match="field costs.adc_pj = 'x' should be a float"):
-        parse_target(PCM.source + '\n[costs]\nadc_pj = "x"\n')
+        parse_target(base + '\n[costs]\nadc_pj = "x"\n')
     with pytest.raises(TargetError, match="unknown field costs.adc_pjj"):
-        parse_target(PCM.source + "\n[costs]\nadc_pjj = 1.0\n")
+        parse_target(base + "\n[costs]\nadc_pjj = 1.0\n")

@@ -45,14 +45,14 @@ class Emitter:
         self.program.tiles[tile.name] = replace(tile, weights=name)
         return tile.name
 
-    def constant(self, array: np.ndarray, key: str | None = None) -> str:
+    def constant(self, array: np.ndarray, key: str | None = None, dtype: str = "f32") -> str:
         if key is not None and key in self.const_of:
             return self.const_of[key]
         name = f"c{len(self.program.consts)}"
-        arr = np.ascontiguousarray(array, dtype=np.float32)
+        arr = np.ascontiguousarray(array, dtype=np.int32 if dtype == "i32" else np.float32)
         if arr.ndim == 0:
             arr = arr.reshape(1)
-        self.program.consts[name] = Const(name, "f32", tuple(arr.shape))
+        self.program.consts[name] = Const(name, dtype, tuple(arr.shape))
         self.program.data[name] = arr
         if key is not None:
             self.const_of[key] = name

@@ -70,6 +70,10 @@ class Lowering:
             from compiler.codegen.crossbar import CrossbarLowering
 
             return CrossbarLowering(self).lower(node, mapping)
+        if mapping is not None and mapping.unit == "cam":
+            from compiler.codegen.cam import CamLowering
+
+            return CamLowering(self).lower(node, mapping.cam)
         method = getattr(self, "lower_" + type(node.op).__name__.lower(), None)
         if method is None:
             raise CompileError(f"{node.describe()}: no lowering for {type(node.op).__name__}")
@@ -316,6 +320,19 @@ class Lowering:
             dst = view(yb, yo, [(1, 1)])
             src = view(src.buffer, src.offset, ((1, 0),) + src.dims)
         self.e.emit(_REDUCE_OPCODE[op.kind], dst, src)
+
+    def lower_argmax(self, node: Node, op: ops.ArgMax) -> None:
+        x, y = node.inputs[0], node.outputs[0]
+        shape = self.shape(x)
+        kept = [shape[a] for a in range(len(shape)) if a != op.axis] or [1]
+        yb, yo = self.place(y)
+        src = self._moved_last(x, (op.axis,))
+        if len(shape) == 1:
+            src = view(src.buffer, src.offset, ((1, 0),) + src.dims)
+        self.e.emit("argmax", view(yb, yo, zip(kept, strides_of(tuple(kept)))), src)
+
+    def lower_treeensemble(self, node: Node, op: ops.TreeEnsemble) -> None:
+        raise CompileError(f"{node.describe()}: a tree ensemble needs the cam-mapping pass and a target with CAM cores")
 
     def lower_transpose(self, node: Node, op: ops.Transpose) -> None:
         x, y = node.inputs[0], node.outputs[0]

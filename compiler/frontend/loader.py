@@ -164,7 +164,13 @@ def _rebuild(model: onnx.ModelProto, nodes, consts) -> onnx.ModelProto:
 
 
 def check_domains(model: onnx.ModelProto, supported: set[str]) -> None:
+    from compiler.frontend.ops.trees import ML_OPS
+
     for node in model.graph.node:
+        if node.domain == "ai.onnx.ml" and node.op_type in ML_OPS:
+            continue
         if node.domain not in ("", "ai.onnx"):
             raise UnsupportedOpError(f"node {node.name!r}: operator {node.domain}.{node.op_type} is from an "
-                                     f"unsupported domain; supported (ai.onnx): {', '.join(sorted(supported))}")
+                                     f"unsupported domain; supported (ai.onnx): "
+                                     f"{', '.join(sorted(set(supported) - set(ML_OPS)))}; "
+                                     f"(ai.onnx.ml): {', '.join(ML_OPS)}")

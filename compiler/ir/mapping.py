@@ -56,11 +56,61 @@ class TileBlock:
 
 
 @dataclass(frozen=True)
+class FeatureCode:
+    """The threshold code of one input feature: its code is the number of cuts it lies above,
+    a cut in ``ge`` being passed when x >= t and one in ``gt`` when x > t; a NaN input gets the
+    top code ``levels - 1``. ``cells`` adjacent CAM cells of the target's cell_bits hold it;
+    ``merged`` thresholds had to be moved onto a neighbour to fit them."""
+
+    feature: int
+    ge: tuple[float, ...]
+    gt: tuple[float, ...]
+    levels: int
+    cells: int
+    distinct: int        # distinct cuts the model needs
+    merged: int = 0
+
+
+@dataclass(frozen=True)
+class CamBlock:
+    """Rows ``[row, row + rows)`` of the ensemble on CAM core ``core`` and the ``chained`` − 1
+    cores after it (a feature set wider than one core's columns chains match lines)."""
+
+    row: int
+    rows: int
+    core: int
+    chained: int
+    trees: int           # trees with a path in these rows: the matches of one search
+
+
+@dataclass(frozen=True)
+class CamMapping:
+    """How a tree ensemble sits in analog CAM. ``lo``/``hi`` name graph constants [rows, F] of
+    code bounds (a row matches when lo <= code < hi on every feature), ``leaves`` a constant
+    [rows, targets] of leaf values (leaf memory)."""
+
+    lo: str
+    hi: str
+    leaves: str
+    codes: tuple[FeatureCode, ...]
+    blocks: tuple[CamBlock, ...]
+    paths: int           # root-to-leaf paths of the model
+    rows: int            # CAM rows: paths, plus duplicates for unions (NEQ, missing values)
+    columns: int         # cells per row: the sum of the features' cells
+    cores: int           # CAM cores used (blocks × chained)
+    arrays: int          # CAM arrays used (cores × arrays per core)
+    utilization: float   # rows × columns used over the cells of the cores used
+    lossless: bool       # no threshold was merged
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class LayerMapping:
-    unit: str            # "crossbar" | "vector"
+    unit: str            # "crossbar" | "vector" | "cam"
     reason: str
     quant: Quant | None = None
     tiles: tuple[TileBlock, ...] = field(default_factory=tuple)
+    cam: CamMapping | None = None
 
 
 def matrix_view(weight: np.ndarray, group: int) -> np.ndarray:

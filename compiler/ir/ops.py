@@ -153,5 +153,26 @@ class FakeQuant:
         return self.qmin - max(self.zero_point), self.qmax - min(self.zero_point)
 
 
+@dataclass(frozen=True)
+class TreeEnsemble:
+    """Raw scores of a decision-tree ensemble: ``y[n, t]`` = the sum over trees of the value for
+    target ``t`` of the leaf that row ``x[n, :]`` reaches (no base values, no post transform:
+    those are ordinary digital nodes after it). Inputs ``(x[N, F], nodes[M, 7], leaves[M, T],
+    roots[n_trees])``, all but x constants:
+
+    - ``nodes`` columns: feature, threshold (float32, compared with float32 inputs), mode
+      (``NODE_MODES`` index), true child row, false child row, missing value goes to the true
+      child (0/1), tree index;
+    - ``leaves[m, t]``: the weight of leaf row ``m`` for target ``t``, NaN where it has none;
+    - ``roots``: the row of each tree's root.
+    """
+
+    n_trees: int
+    n_targets: int
+
+
+NODE_MODES = ("LEAF", "BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ")
+
+
 Op = (Dense | MatMul | Conv | BatchNorm | Pool | Unary | Clip | Binary | Softmax | Reduce | ArgMax
-      | Reshape | Transpose | Concat | Slice | Pad | LayerNorm | FakeQuant)
+      | Reshape | Transpose | Concat | Slice | Pad | LayerNorm | FakeQuant | TreeEnsemble)

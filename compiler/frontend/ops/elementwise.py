@@ -90,9 +90,13 @@ def dropout(ctx: NodeContext) -> None:
     ctx.alias(ctx.output, ctx.input(0))
 
 
-@converter("Cast")
+@converter("Cast", integer_outputs=True)
 def cast(ctx: NodeContext) -> None:
     to = ctx.attr("to")
+    producer = ctx.g.producer(ctx.input(0))
+    if to in (6, 7) and producer is not None and producer.onnx_op == "TreeEnsembleClassifier":
+        ctx.alias(ctx.output, ctx.input(0))  # a class label: integer values, held as float32
+        return
     if to not in (1, 10, 11, 16):  # float, float16, double, bfloat16: all computed as f32
         raise ctx.fail(f"Cast to type {to} is not supported; nmc computes in float32")
     ctx.alias(ctx.output, ctx.input(0))

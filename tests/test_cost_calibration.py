@@ -1,0 +1,94 @@
+"""docs/calibration.md is up to date with examples/cost_calibration.py, and every prediction of a
+published figure stays within the stated bound or names its known gap."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from backends.costs import Costs, adc_survey_pj
+
+SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "cost_calibration.py"
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    spec = importlib.util.spec_from_file_location("cost_calibration", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_calibration_table_is_up_to_date(calibration):
+    text = calibration.DOC.read_text()
+    assert calibration.region(text, "calibration") == calibration.render_calibration(), \
+        "docs/calibration.md is out of date: run `python examples/cost_calibration.py`"
+
+
+def test_predictions_within_bound_or_a_known_gap(calibration):
+    rows = calibration.comparisons()
+    assert {r.preset for r in rows} == {"pcm", "rram", "sram-analog", "isaac"}
+    for r in rows:
+        assert r.within or r.gap, f"{r.chip} {r.figure}: ratio {r.ratio:.2f} outside {calibration.BOUND}×"
+    for f in calibration.fits():
+        assert 1 / calibration.BOUND <= f.ratio_fitted <= calibration.BOUND
+
+
+def test_isaac_mvm_is_hand_checkable(calibration):
+    from backends.target import load_target
+
+    isaac = calibration.variant(load_target("isaac"), input_bits=16)
+    m = calibration.mvm(isaac, 16)
+    c = isaac.costs
+    # 16 weights × 8 slices of 2-bit cells fill 128 columns; one ADC converts all 128 per read
+    # (128 × 0.78 ns ≈ the 100-ns read); 16 input bits → 16 reads
+    assert m.ops == 2 * 128 * 16
+    assert m.interval_ns == pytest.approx(16 * max(c.array_read_ns, 128 * c.adc_ns))
+    per_read = 128 * 128 * c.array_cell_read_pj + 128 * c.dac_pj + 128 * (c.adc_pj + c.shift_add_pj)
+    assert m.macro_pj == pytest.approx(16 * per_read)
+
+
+def test_adc_cost_by_bits():
+    sar = Costs(adc_ns=1.0, adc_ns_per_bit=1.0)                  # NeuroSim SAR: (bits + 1) ns
+    assert sar.adc_conversion_ns(8) == 9.0
+    cco = Costs(adc_ns=0.0, adc_ns_per_level=0.3, adc_pj=0.0, adc_pj_per_level=0.1)   # counts levels
+    assert cco.adc_conversion_ns(8) == pytest.approx(76.8)
+    assert cco.adc_conversion_pj(10) == pytest.approx(4 * cco.adc_conversion_pj(8))
+    # REFERENCE_DATA's survey-best energies at 1 GS/s
+    for bits, pj in ((4, 0.0025), (6, 0.040), (8, 0.64), (10, 10.2)):
+        assert adc_survey_pj(bits, 1e9) == pytest.approx(pj, rel=0.02)
+    survey = Costs(adc_ns=1.0, adc_pj=0.0, adc_survey_factor=1.0)
+    assert survey.adc_conversion_pj(8) == pytest.approx(adc_survey_pj(8, 1e9))
+    pwm = Costs(array_read_ns=5.0, dac_ns_per_level=1.0)
+    assert pwm.read_ns(7) == 5.0 + 127
+
+
+@pytest.mark.slow
+def test_network_table_is_up_to_date_and_resnet18_times_in_seconds(calibration):
+    timings: dict = {}
+    rendered = calibration.render_networks(timings)
+    assert calibration.region(calibration.DOC.read_text(), "networks") == rendered, \
+        "docs/calibration.md is out of date: run `python examples/cost_calibration.py`"
+    assert max(timings.values()) < 10.0
+
+
+@pytest.mark.slow
+def test_resnet18_fits_and_times_quickly_on_isaac():
+    """The new preset holds ResNet-18 (no CapacityError) and timing it takes seconds."""
+    from compiler import compile_model
+    from runtime.timing import estimate
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        from make_resnet18 import build_resnet18
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    compiled = compile_model(build_resnet18(), target="isaac")
+    start = time.perf_counter()
+    stats = estimate(compiled.program, compiled.target)
+    assert time.perf_counter() - start < 10.0
+    assert stats.analog_macs == stats.macs > 1e9
