@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends.target import parse_target
+from backends.target import load_target, parse_target
 from compiler.cli import main
 from compiler.reports import mapping_table
 from compiler.reports.render import count, pct, si
@@ -118,7 +118,7 @@ def test_compile_stores_the_mapping_table_and_prints_the_headline(tmp_path, caps
     assert [layer["name"] for layer in table["layers"]] == [layer.name for layer in program.layers]
     first = table["layers"][0]
     assert first["unit"] == "crossbar" and "rram" in first["reason"]
-    assert first["input_range_source"] == "dynamic" and first["weight_bits"] == 8
+    assert first["input_range_source"] == "dynamic" and first["weight_bits"] == load_target("rram").crossbar.weight_bits
     tile = first["tiles"][0]
     assert (tile["core"], tile["xbar"], tile["rows"]) == (1, 0, 9) and tile["adc_range_source"]
     assert program.tiles[tile["tile"]].adc_range == tile["adc_range"]
