@@ -177,9 +177,15 @@ def load_target(name_or_path: str) -> Target:
     """A preset by name (``ideal``, ``pcm``, ...) or a TOML file by path."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
+        if path.is_dir():
+            raise TargetError(f"target {path} is a directory, not a .toml file")
         if not path.is_file():
             raise TargetError(f"target file {path} does not exist")
-        return parse_target(path.read_text(), str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise TargetError(f"{path}: not a TOML target file (not UTF-8 text)") from None
+        return parse_target(text, str(path))
     preset = PRESET_DIR / f"{name_or_path}.toml"
     if not preset.is_file():
         raise TargetError(f"unknown target {name_or_path!r}; presets: {', '.join(preset_names())} "

@@ -2,7 +2,8 @@
 
 Every user error (an ``NmcError``, an unreadable file) becomes one line ``nmc: error: ...`` on
 stderr and exit code 2; ``--debug`` shows the traceback instead. ``verify`` exits 1 when the
-program is outside the target's tolerance. Output files are written atomically.
+program is outside the target's tolerance. Output files are written atomically. Long work
+draws a progress bar on stderr when it is a terminal (``--quiet`` turns it off).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from compiler.progress import Progress
 from isa.errors import NmcError
 
 EXIT_OK, EXIT_VERIFY_FAILED, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 0, 1, 2, 3
@@ -39,16 +41,59 @@ def _write_atomic(path: str | os.PathLike, write: Callable[[io.BufferedWriter], 
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, _default_mode())  # mkstemp makes it private; give it the mode of a new file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def _default_mode() -> int:
+    """0o666 less the umask: the mode ``open`` gives a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _check_writable_dir(path: str | os.PathLike) -> None:
-    parent = Path(path).parent
+    """Fail before the work, not after it, when ``path`` cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise CliError(f"{path} is a directory; give a file name")
+    parent = path.parent
     if not parent.is_dir():
         raise CliError(f"{path}: cannot write, directory {parent} does not exist")
+    try:  # the real test: can a file be created there (permissions, read-only file systems)?
+        with tempfile.TemporaryFile(prefix=".tmp-", dir=parent):
+            pass
+    except OSError as e:
+        raise CliError(f"{path}: cannot write in directory {parent} ({e.strerror or e})") from None
+
+
+def _check_model_file(path: str) -> None:
+    """A clear line for the usual mix-ups: a directory, or a compiled program, given as the model."""
+    if Path(path).is_dir():
+        raise CliError(f"{path} is a directory, not an ONNX model file")
+    if _is_program(path):
+        raise CliError(f"{path} is a compiled nmc program, not an ONNX model; "
+                       f"run it with: nmc run {path} --input X.npy")
+
+
+def _check_program_file(path: str) -> None:
+    """A clear line for a directory, or an ONNX model, given where a ``.nmc`` program belongs."""
+    if Path(path).is_dir():
+        raise CliError(f"{path} is a directory, not a .nmc program file")
+    if Path(path).is_file() and not zipfile.is_zipfile(path) and Path(path).suffix.lower() == ".onnx":
+        raise CliError(f"{path} is an ONNX model, not a compiled program; "
+                       f"compile it first: nmc compile {path} -o PROGRAM.nmc")
+
+
+def _is_program(path: str) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "manifest.json" in z.namelist() and "program.s" in z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def _split_key(spec: str) -> tuple[str, str | None]:
@@ -67,10 +112,19 @@ def _read_arrays(path: str) -> dict[str, np.ndarray] | np.ndarray:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded:
-                return {name: loaded[name] for name in loaded.files}
+                arrays = {name: loaded[name] for name in loaded.files}
+            if not arrays:
+                raise CliError(f"{path} holds no arrays")
+            return arrays
         return loaded
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise CliError(f"{path}: not a readable .npy/.npz array file ({e})") from None
+        raise CliError(f"{path}: not a readable .npy/.npz array file ({_one_line(e)})") from None
+
+
+def _numeric(array: np.ndarray, what: str) -> np.ndarray:
+    if array.dtype.kind not in "biuf":
+        raise CliError(f"{what} holds {array.dtype} values; give numbers (float, integer or bool)")
+    return array
 
 
 def _pick(value: dict[str, np.ndarray] | np.ndarray, path: str, key: str | None) -> np.ndarray:
@@ -94,6 +148,17 @@ def _read_array(spec: str) -> np.ndarray:
     return _pick(_read_arrays(path), path, key)
 
 
+def _read_labels(spec: str | None) -> np.ndarray | None:
+    """``--labels``: one class index per row (``[N]`` or ``[N, 1]``)."""
+    if spec is None:
+        return None
+    labels = _numeric(_read_array(spec), f"--labels {spec}")
+    if labels.ndim > 1 and labels.size != labels.shape[0]:
+        raise CliError(f"--labels {spec} has shape {list(labels.shape)}; give one class index per row "
+                       f"(for one-hot labels, save their argmax)")
+    return labels.reshape(-1)
+
+
 def _read_inputs(specs: Sequence[str], input_names: Sequence[str], flag: str = "--input") -> dict[str, np.ndarray]:
     """``--input`` values → ONNX input name → array.
 
@@ -107,7 +172,7 @@ def _read_inputs(specs: Sequence[str], input_names: Sequence[str], flag: str = "
             raise CliError(f"unknown input {name!r}; the model takes: {', '.join(input_names)}")
         if name in inputs:
             raise CliError(f"input {name!r} given twice")
-        inputs[name] = array
+        inputs[name] = _numeric(array, f"{flag} {name!r}")
 
     for spec in specs:
         name, sep, rest = spec.partition("=")
@@ -151,15 +216,31 @@ _UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d
           "w": 7 * 86400.0, "y": 365.25 * 86400.0}  # a year is 365.25 days
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, flag: str = "--time") -> float:
     """``--time`` values → seconds: plain seconds (``250``, ``1e5``) or a number with a unit
     (``250s``, ``10min``/``10m``, ``3h``, ``1d``, ``2w``, ``1y``)."""
     match = _DURATION.match(text)
     unit = match.group(2).lower() if match else None
     if match is None or unit not in _UNITS:
-        raise CliError(f"--time {text!r}: not a duration; give seconds (250) or a number with a unit "
+        raise CliError(f"{flag} {text!r}: not a duration; give seconds (250) or a number with a unit "
                        f"(250s, 10min, 3h, 1d, 2w, 1y)")
-    return float(match.group(1)) * _UNITS[unit]
+    seconds = float(match.group(1)) * _UNITS[unit]
+    if not np.isfinite(seconds):
+        raise CliError(f"{flag} {text!r}: too large a duration")
+    if seconds < 0:
+        raise CliError(f"{flag} {text}: the time since programming cannot be negative")
+    return seconds
+
+
+def _check_seed(seed: int) -> int:
+    if seed < 0:
+        raise CliError(f"--seed {seed}: give a seed of 0 or more")
+    return seed
+
+
+def _progress(args: argparse.Namespace, label: str) -> Progress:
+    """The progress bar of one command: drawn on a terminal unless ``--quiet``."""
+    return Progress(label, enabled=False if getattr(args, "quiet", False) else None)
 
 
 def _read_calibration(specs: Sequence[str], input_names: Sequence[str]) -> dict[str, np.ndarray] | None:
@@ -185,26 +266,34 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from isa.asm import format_program
     from isa.container import save_program
 
+    _check_model_file(args.model)
     out = Path(args.output) if args.output else Path(args.model).with_suffix(".nmc")
     for path in filter(None, (out, args.asm)):
         _check_writable_dir(path)
     model = args.model
     calibration = None
+    pass_options = _parse_pass_options(args.pass_options)
     if args.calibration:
         from compiler.frontend.loader import read_model, real_inputs
 
         model = read_model(args.model)
         calibration = _read_calibration(args.calibration, [vi.name for vi in real_inputs(model)])
-    compiled = compile_model(model, args.target, pass_options=_parse_pass_options(args.pass_options),
-                             calibration=calibration)
+    with _progress(args, "compiling") as bar:
+        # Writing a large program (compressing its weights) takes longer than compiling it.
+        compiled = compile_model(model, args.target, pass_options=pass_options, calibration=calibration,
+                                 progress=lambda done, total, note="": bar(0.4 * done / total, 1.0, note))
+        program, target = compiled.program, compiled.target
+        bar(0.4, 1.0, "writing program")
+        if args.asm:
+            text = format_program(program).encode()
+            _write_atomic(args.asm, lambda f: f.write(text))
+        table = mapping_table.mapping_table(compiled.graph, program, target)
+        save_program(program, out, {"target.toml": target.source,
+                                    mapping_table.ATTACHMENT: mapping_table.to_json(table)})
+        bar(0.95, 1.0, "estimating timing and energy")
+        headline = _headline(program, target, table)
     if args.dump_ir:
         print(dump(compiled.graph), end="")
-    program, target = compiled.program, compiled.target
-    if args.asm:
-        text = format_program(program).encode()
-        _write_atomic(args.asm, lambda f: f.write(text))
-    table = mapping_table.mapping_table(compiled.graph, program, target)
-    save_program(program, out, {"target.toml": target.source, mapping_table.ATTACHMENT: mapping_table.to_json(table)})
 
     const_values = sum(c.size for c in program.consts.values())
     const_bytes = sum(np.asarray(program.data[c]).nbytes for c in program.consts)
@@ -231,7 +320,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                                      if calibration else "none; ") + f"ADC ranges from {' and '.join(sources)}")
     if args.asm:
         print(f"  assembly      {args.asm}")
-    print(_headline(program, target, table))
+    print(headline)
     return EXIT_OK
 
 
@@ -264,14 +353,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"{args.output}: the output file must end in .npy (one output) or .npz")
     for path in filter(None, (args.output, args.stats)):
         _check_writable_dir(path)
-    program, attachments = load_program(args.program)
-    # The program carries the target it was compiled for; older files fall back to the preset.
-    target = (parse_target(attachments["target.toml"], f"{args.program}:target.toml")
-              if "target.toml" in attachments else None)
-    inputs = _read_inputs(args.input, [p.name for p in program.inputs])
-    labels = _read_array(args.labels) if args.labels else None
     options = _sim_options(args, SimOptions)
-    runs = [execute(program, inputs, target, replace(options, seed=options.seed + i)) for i in range(args.trials)]
+    _check_program_file(args.program)
+    with _progress(args, "running") as bar:
+        bar(0, 1, "loading program")
+        program, attachments = load_program(args.program)
+        # The program carries the target it was compiled for; older files fall back to the preset.
+        target = (parse_target(attachments["target.toml"], f"{args.program}:target.toml")
+                  if "target.toml" in attachments else None)
+        inputs = _read_inputs(args.input, [p.name for p in program.inputs])
+        labels = _read_labels(args.labels)
+        runs = [execute(program, inputs, target, replace(options, seed=options.seed + i),
+                        progress=bar.part(i, args.trials, f"trial {i + 1}/{args.trials}" if args.trials > 1 else ""))
+                for i in range(args.trials)]
     outputs = runs[0]
     if args.output:
         _save_outputs(args.output, outputs)
@@ -354,11 +448,9 @@ def _trial_summary(runs: list[dict[str, np.ndarray]], labels: np.ndarray | None,
 
 def _sim_options(args: argparse.Namespace, options_type):
     seconds = parse_duration(args.time)
-    if seconds < 0:
-        raise CliError(f"--time {args.time}: the time since programming cannot be negative")
     if args.trials < 1:
         raise CliError(f"--trials {args.trials}: give at least one trial")
-    return options_type(time=seconds, seed=args.seed, noise=not args.no_noise,
+    return options_type(time=seconds, seed=_check_seed(args.seed), noise=not args.no_noise,
                         drift_compensation=not args.no_drift_compensation)
 
 
@@ -386,14 +478,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from compiler.verify import verify_model
     from runtime import SimOptions
 
+    _check_model_file(args.model)
+    options = _sim_options(args, SimOptions)
+    pass_options = _parse_pass_options(args.pass_options)
     proto = read_model(args.model)
     inputs = _read_inputs(args.input, [vi.name for vi in real_inputs(proto)])
-    labels = _read_array(args.labels) if args.labels else None
+    labels = _read_labels(args.labels)
     calibration = _read_calibration(args.calibration, [vi.name for vi in real_inputs(proto)])
-    options = _sim_options(args, SimOptions)
-    report = verify_model(proto, inputs, args.target, labels=labels,
-                          pass_options=_parse_pass_options(args.pass_options),
-                          options=options, trials=args.trials, calibration=calibration)
+    with _progress(args, "verifying") as bar:
+        report = verify_model(proto, inputs, args.target, labels=labels, pass_options=pass_options,
+                              options=options, trials=args.trials, calibration=calibration, progress=bar)
     print(f"verify {args.model}")
     print(report.format())
     return EXIT_OK if report.ok else EXIT_VERIFY_FAILED
@@ -403,6 +497,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from compiler.reports.render import FORMATS, render
     from compiler.reports.report import DEFAULT_TIMES, ReportInputs, build_report, evaluate, load
 
+    if args.output and args.output != "-" and Path(args.output).is_dir():
+        raise CliError(f"{args.output} is a directory; give a file name")
     fmt = args.format or (Path(args.output).suffix.lstrip(".").lower() if args.output else "html")
     fmt = {"markdown": "md", "htm": "html"}.get(fmt, fmt)
     if fmt not in FORMATS:
@@ -413,20 +509,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     for flag, value in (("--labels", args.labels), ("--model", args.model), ("--times", args.times)):
         if value and not args.input:
             raise CliError(f"{flag} needs --input: the report runs the program on inputs to measure accuracy")
-    if args.model and not Path(args.model).is_file():
-        raise CliError(f"{args.model}: no such model file")
+    if args.model:
+        if not Path(args.model).exists():
+            raise CliError(f"{args.model}: no such model file")
+        _check_model_file(args.model)
+    if args.trials is not None and args.trials < 1:
+        raise CliError(f"--trials {args.trials}: give at least one trial")
+    _check_seed(args.seed)
+    times = list(DEFAULT_TIMES)
+    if args.times is not None:
+        times = [(t.strip(), parse_duration(t, "--times")) for t in args.times.split(",") if t.strip()]
+        if not times:
+            raise CliError(f"--times {args.times!r}: give one or more times, e.g. --times 0,1h,1d")
+    _check_program_file(args.program)
     program, target, table = load(args.program)
     evaluation = None
     if args.input:
-        times = ([(t.strip(), parse_duration(t)) for t in args.times.split(",") if t.strip()]
-                 if args.times else list(DEFAULT_TIMES))
-        if any(seconds < 0 for _, seconds in times):
-            raise CliError(f"--times {args.times}: the time since programming cannot be negative")
         given = ReportInputs(inputs=_read_inputs(args.input, [p.name for p in program.inputs]),
-                             labels=_read_array(args.labels) if args.labels else None, model=args.model,
+                             labels=_read_labels(args.labels), model=args.model,
                              trials=args.trials, times=times, seed=args.seed, noise=not args.no_noise,
                              drift_compensation=not args.no_drift_compensation)
-        evaluation = evaluate(program, target, given)
+        with _progress(args, "evaluating") as bar:
+            evaluation = evaluate(program, target, given, progress=bar)
     text = render(build_report(program, target, table, evaluation=evaluation, source=Path(args.program).name), fmt)
     if out == "-":
         sys.stdout.write(text)
@@ -452,9 +556,13 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback of an error")
+    common.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars (they are drawn only when stderr is a terminal)")
     parser = argparse.ArgumentParser(
         prog="nmc", description="Compile ONNX models to in-memory-computing chips and simulate them.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no progress bars (they are drawn only when stderr is a terminal)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def target_option(p):
@@ -557,6 +665,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nmc`` console script; returns the exit code."""
+    for stream in (sys.stdout, sys.stderr):  # a "±" must never crash an ASCII-only terminal
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="replace")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -564,6 +675,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
     try:
         return args.func(args)
+    except BrokenPipeError:  # `nmc ... | head`: the reader has gone; say nothing more
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+        return EXIT_OK
     except (NmcError, OSError) as e:
         if args.debug:
             traceback.print_exc()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -41,30 +42,49 @@ def default_passes() -> list[Pass]:
 def compile_model(model: str | os.PathLike | onnx.ModelProto, target: str | Target = "ideal",
                   pass_options: dict[str, str] | None = None, check: bool = True,
                   batched: bool | None = None,
-                  calibration: np.ndarray | dict[str, np.ndarray] | None = None) -> Compiled:
+                  calibration: np.ndarray | dict[str, np.ndarray] | None = None,
+                  progress: Callable[..., None] | None = None) -> Compiled:
     """ONNX model → program for ``target``.
 
     ``calibration``: sample inputs (an array for a one-input model, or input name → array, the
     samples on the leading axis). With them, crossbar layers quantise their inputs with fixed
     scales and size their ADCs from the column currents the samples draw; without them the
     input scale is taken per sample at run time and each ADC covers its worst case.
+    ``progress(done, total, stage)``, if given, is called as each stage starts and at the end.
     """
     tgt = target if isinstance(target, Target) else load_target(target)
+    passes = _configure(default_passes(), pass_options or {})
+    stages = ["frontend", *(["calibration"] if calibration is not None else []), *(p.name for p in passes),
+              "codegen", "validate"]
+    step = _stepper(stages, progress)
+    step("frontend")
     graph = import_onnx(model, batched=batched)              # frontend: check, fold, convert
     if calibration is not None:                               # calibration: ranges from onnxruntime
         from compiler.calibrate import calibrate_graph
 
+        step("calibration")
         calibrate_graph(graph, model, calibration)
     if check:
         verify(graph, after="frontend")
-    passes = _configure(default_passes(), pass_options or {})
     for p in passes:                                          # graph passes
+        step(p.name)
         p.run(graph, tgt)
         if check:
             verify(graph, after=p.name)
+    step("codegen")
     program = generate(graph, tgt.name)                        # codegen: ISA for the digital cores
+    step("validate")
     validate(program)                                          # the program is well-formed
+    step(None)
     return Compiled(program, graph, tgt)
+
+
+def _stepper(stages: list[str], progress: Callable[..., None] | None) -> Callable[[str | None], None]:
+    """``step(name)`` tells ``progress`` that stage ``name`` starts (None: all done)."""
+    def step(name: str | None) -> None:
+        if progress is not None:
+            progress(stages.index(name) if name is not None else len(stages), len(stages), name or "done")
+    return step
 
 
 def _configure(passes: list[Pass], options: dict[str, str]) -> list[Pass]:

@@ -15,6 +15,7 @@ import onnx
 from backends.target import Target, load_target
 from compiler.driver import compile_model
 from compiler.frontend.loader import read_model, real_inputs
+from compiler.progress import ProgressCallback, part
 from isa.errors import NmcError
 from runtime import SimOptions, execute
 
@@ -101,7 +102,8 @@ def verify_model(model: str | os.PathLike | onnx.ModelProto, inputs: dict[str, n
                  target: str | Target = "ideal", labels: np.ndarray | None = None,
                  pass_options: dict[str, str] | None = None,
                  options: SimOptions | None = None, trials: int = 1,
-                 calibration: np.ndarray | dict[str, np.ndarray] | None = None) -> VerifyReport:
+                 calibration: np.ndarray | dict[str, np.ndarray] | None = None,
+                 progress: ProgressCallback | None = None) -> VerifyReport:
     """Compile ``model`` for ``target``, run it on ``inputs`` (ONNX input name → array) with the
     simulator and with onnxruntime, and compare every output.
 
@@ -111,6 +113,7 @@ def verify_model(model: str | os.PathLike | onnx.ModelProto, inputs: dict[str, n
     ``options`` are the simulator's run-time conditions (time since programming, noise, seed).
     ``trials`` runs that many independent programming instances (seeds ``options.seed`` to
     ``options.seed + trials − 1``) and judges the mean; ``calibration`` goes to ``compile_model``.
+    ``progress(done, total, note)`` follows compiling, each trial and onnxruntime.
     """
     if trials < 1:
         raise NmcError(f"trials must be at least 1, not {trials}")
@@ -121,8 +124,14 @@ def verify_model(model: str | os.PathLike | onnx.ModelProto, inputs: dict[str, n
     unknown = sorted(set(inputs) - set(declared))
     if unknown:
         raise NmcError(f"unknown input(s) {unknown}; the model takes {declared}")
-    compiled = compile_model(proto, tgt, pass_options=pass_options, calibration=calibration)
-    runs = [execute(compiled.program, inputs, tgt, replace(options, seed=options.seed + i)) for i in range(trials)]
+    steps = trials + 2
+    compiled = compile_model(proto, tgt, pass_options=pass_options, calibration=calibration,
+                             progress=part(progress, 0, steps, "compiling"))
+    runs = [execute(compiled.program, inputs, tgt, replace(options, seed=options.seed + i),
+                    progress=part(progress, 1 + i, steps, f"trial {i + 1}/{trials}" if trials > 1 else "nmc"))
+            for i in range(trials)]
+    if progress is not None:
+        progress(steps - 1, steps, "onnxruntime")
     theirs = _run_onnxruntime(proto, inputs)
     checks, failures = [], []
     for name in runs[0]:

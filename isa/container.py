@@ -54,6 +54,9 @@ def save_program(p: Program, path: str | os.PathLike, attachments: dict[str, str
             z.writestr("data.npz", data_bytes.getvalue())
             for name, text in attachments.items():
                 z.writestr(f"attach/{name}", text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it a new file's mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

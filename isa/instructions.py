@@ -93,10 +93,11 @@ for _s in (
           "cut tables, NaN-padded) and nan (f32 [F]); a NaN input gets code nan[f]. dst is i32 [F], src f32 [F]. "
           "A feature's code is the number of its thresholds the input lies above, so comparing codes in the "
           "CAM gives the same decisions as comparing the values with the thresholds"),
-    _spec("csearch", "dst src src src imm", "cam", "search the rows of analog CAM arrays",
+    _spec("csearch", "dst src src src src imm", "cam", "search the rows of analog CAM arrays",
           "dst[r] = 1 if lo[r, f] <= q[f] < hi[r, f] for every feature f, else 0, with operands lo, hi "
-          "(i32 [R, F] constants: the range each cell holds, in code levels; lo = 0 and hi = levels are "
-          "open bounds) and the query codes q (i32 [F]); the immediate is the number of physical CAM "
+          "(i32 [R, F] constants: the range each cell holds, in code levels), levels (i32 [F] constant: "
+          "each feature's number of code levels; lo = 0 and hi = levels are open bounds) and the query "
+          "codes q (i32 [F]); the immediate is the number of physical CAM "
           "columns (cells) the features occupy (features no row tests take none). All R rows are searched at once; dst is f32 [R]. With "
           "device noise the programmed bounds deviate from lo and hi"),
     _spec("cleaf", "dst src src imm", "cam", "read the leaves of matched rows and accumulate them",
@@ -104,6 +105,13 @@ for _s in (
           "matched row's leaf from leaf memory and the reduction network adds them per target; operands "
           "match (f32 [R]) and leaves (f32 [R, T] constant); dst f32 [T]. The immediate is the number of "
           "matches a search yields without device errors (the trees with rows in this block), for timing"),
+    _spec("cleafmin", "dst src src imm", "cam", "read the leaves of matched rows and keep the smallest",
+          "dst[t] = min over rows r with match[r] = 1 and leaves[r, t] not NaN of leaves[r, t], or the largest "
+          "float32 where there is none: cleaf with a reduction network of comparators (the MIN aggregate of "
+          "tree ensembles); NaN in leaf memory marks a leaf without a value for that target. Operands as cleaf"),
+    _spec("cleafmax", "dst src src imm", "cam", "read the leaves of matched rows and keep the largest",
+          "dst[t] = max over rows r with match[r] = 1 and leaves[r, t] not NaN of leaves[r, t], or minus the "
+          "largest float32 where there is none (the MAX aggregate); operands as cleaf"),
     _spec("sync", "", "control", "barrier across all cores",
           "no core passes its k-th sync before every core has reached its k-th sync"),
 ):

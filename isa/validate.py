@@ -96,8 +96,9 @@ def _check_instr(p: Program, core: int, ins: Instr, counts: dict[str, int]) -> N
     _check_dtypes(p, ins)
 
 
-_DTYPE_RULES = {"cenc": ("i32", "f32", "f32", "f32", "f32"), "csearch": ("f32", "i32", "i32", "i32", None),
-                "cleaf": ("f32", "f32", "f32", None), "quant": ("i32", "f32", "f32"), "dequant": ("f32", "i32", "f32"), "xmvm": ("i32", None, "i32"),
+_DTYPE_RULES = {"cenc": ("i32", "f32", "f32", "f32", "f32"), "csearch": ("f32", "i32", "i32", "i32", "i32", None),
+                "cleaf": ("f32", "f32", "f32", None), "cleafmin": ("f32", "f32", "f32", None),
+                "cleafmax": ("f32", "f32", "f32", None), "quant": ("i32", "f32", "f32"), "dequant": ("f32", "i32", "f32"), "xmvm": ("i32", None, "i32"),
                 "mvm": ("f32", None, "f32")}
 
 
@@ -199,18 +200,20 @@ def _check_shapes(p: Program, ins: Instr) -> None:
             raise ProgramError(f"cenc codes {src.size} inputs into {dst.size} codes with cut tables "
                                f"{list(ge.shape)}, {list(gt.shape)} and {nan.size} NaN codes: sizes differ")
     elif op == "csearch":
-        dst, lo, hi, q, cells = ops
-        if len(lo.shape) != 2 or lo.shape != hi.shape or lo.shape[1] != q.size or dst.size != lo.shape[0]:
-            raise ProgramError(f"csearch of {q.size} codes over bounds {list(lo.shape)}, {list(hi.shape)} into "
-                               f"{dst.size} match lines: bounds must be [rows, features] of one shape")
+        dst, lo, hi, levels, q, cells = ops
+        if len(lo.shape) != 2 or lo.shape != hi.shape or lo.shape[1] != q.size or dst.size != lo.shape[0] \
+                or levels.size != q.size:
+            raise ProgramError(f"csearch of {q.size} codes over bounds {list(lo.shape)}, {list(hi.shape)} with "
+                               f"{levels.size} feature levels into {dst.size} match lines: bounds must be "
+                               "[rows, features] of one shape, levels one per feature")
         if cells.value < 1 or cells.value != int(cells.value):
             raise ProgramError(f"csearch needs a positive whole number of cells, got {cells.value}")
-    elif op == "cleaf":
+    elif op in ("cleaf", "cleafmin", "cleafmax"):
         dst, match, leaves, matches = ops
         if matches.value < 0 or matches.value != int(matches.value):
-            raise ProgramError(f"cleaf expects a whole number of matches, got {matches.value}")
+            raise ProgramError(f"{op} expects a whole number of matches, got {matches.value}")
         if len(leaves.shape) != 2 or leaves.shape[0] != match.size or leaves.shape[1] != dst.size:
-            raise ProgramError(f"cleaf reads {match.size} match lines and leaves {list(leaves.shape)} into "
+            raise ProgramError(f"{op} reads {match.size} match lines and leaves {list(leaves.shape)} into "
                                f"{dst.size} values: leaves must be [rows, targets]")
     elif op in ("send", "recv", "sync", "fill"):
         return

@@ -33,9 +33,9 @@ class ProgrammedCam:
         self.rows, self.features = lo.shape
         if levels is None:
             levels = hi.max(axis=0)
-        self.levels = np.asarray(levels, dtype=np.int64)
+        self.levels = np.asarray(levels, dtype=np.int64).reshape(-1)
         if sigma_levels is not None and rng is not None:
-            lo, hi = self._program(lo, hi, sigma_levels, rng)
+            lo, hi = self._program(lo, hi, self.levels, sigma_levels, rng)
         self.lo, self.hi = lo, hi
         self.words = -(-self.rows // _WORD)
         self.tables = []  # (feature, segment starts, packed row sets per segment)
@@ -51,14 +51,13 @@ class ProgrammedCam:
             self.tables.append((f, starts, _pack(inside)))
 
     @staticmethod
-    def _program(lo, hi, sigma_levels, rng):
+    def _program(lo, hi, levels, sigma_levels, rng):
         """Bounds after programming: each closed bound moves by its spread, then the integer
         codes it admits are those on its side (q >= lo' ⟺ q >= ceil(lo'); q < hi' ⟺ q < ceil(hi'))."""
         lo_f = lo + sigma_levels(lo) * rng.standard_normal(lo.shape)
         hi_f = hi + sigma_levels(hi) * rng.standard_normal(hi.shape)
-        levels_max = hi.max(axis=0, keepdims=True)
         lo_new = np.where(lo <= 0, lo, np.ceil(lo_f).astype(np.int64))
-        hi_new = np.where(hi >= levels_max, hi, np.ceil(hi_f).astype(np.int64))
+        hi_new = np.where(hi >= levels[None, :], hi, np.ceil(hi_f).astype(np.int64))
         return lo_new, hi_new
 
     def search(self, codes: np.ndarray) -> np.ndarray:

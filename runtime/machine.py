@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -37,7 +38,7 @@ class Machine:
     """Memory of one run: a ``[batch, size]`` array per buffer, constants shared across the batch."""
 
     def __init__(self, program: Program, batch: int, target: Target | None = None,
-                 options: SimOptions | None = None):
+                 options: SimOptions | None = None, progress: Callable[..., None] | None = None):
         self.p = program
         self.batch = batch
         self.mem = {name: np.zeros((batch, b.size), DTYPES[b.dtype]) for name, b in program.buffers.items()}
@@ -46,12 +47,14 @@ class Machine:
         self.options = options or SimOptions()
         self.target = target
         self.cams: dict[tuple[str, str], ProgrammedCam] = {}
-        self.tiles = self._program_tiles(target, self.options)
+        self.tiles = self._program_tiles(target, self.options, progress)
         self.weights = {name: np.ascontiguousarray(program.data[name], dtype=np.float32)
                         for name, c in program.consts.items() if c.dtype == "f32"}
 
-    def _program_tiles(self, target: Target | None, options: SimOptions) -> dict[str, ProgrammedTile]:
-        """Program every crossbar tile once (programming noise is drawn here)."""
+    def _program_tiles(self, target: Target | None, options: SimOptions,
+                       progress: Callable[..., None] | None = None) -> dict[str, ProgrammedTile]:
+        """Program every crossbar tile once (programming noise is drawn here); ``progress(done,
+        total, note)`` hears of each tile."""
         if not self.p.tiles:
             return {}
         if target is None:
@@ -60,8 +63,12 @@ class Machine:
         if spec is None:
             raise SimulationError(f"the program uses crossbar tiles but target {target.name!r} has no crossbar cores")
         rng = np.random.default_rng(options.seed)
-        return {name: ProgrammedTile(tile, self.p.data[tile.weights], spec, target.device, options, rng)
-                for name, tile in self.p.tiles.items()}
+        tiles = {}
+        for name, tile in self.p.tiles.items():
+            tiles[name] = ProgrammedTile(tile, self.p.data[tile.weights], spec, target.device, options, rng)
+            if progress is not None:
+                progress(len(tiles), len(self.p.tiles), "programming crossbars")
+        return tiles
 
     # ------------------------------------------------------------------ operands
     def view(self, v: View, iters: tuple[_Iter, ...]) -> np.ndarray:
@@ -145,6 +152,8 @@ class Machine:
             leaves = self.view(ops[2], ())[0]
             out = match.reshape(-1, match.shape[-1]) @ leaves
             self.view(ops[0], iters)[...] = out.reshape(self.view(ops[0], iters).shape)
+        elif op in ("cleafmin", "cleafmax"):
+            self._cleaf_extreme(op, ops, iters)
         elif op == "leaky":
             x = self.view(ops[1], iters)
             self.view(ops[0], iters)[...] = np.where(x >= 0, x, x * np.float32(ops[2].value))
@@ -171,6 +180,17 @@ class Machine:
         nan = self.view(ops[4], ())[0]
         self.view(ops[0], iters)[...] = np.where(np.isnan(x[..., 0]), nan, code)
 
+    def _cleaf_extreme(self, op, ops, iters) -> None:
+        """The smallest (largest) leaf value per target among matched rows; NaN leaves are none."""
+        match = self.view(ops[1], iters)
+        leaves = self.view(ops[2], ())[0]
+        hit = (match.reshape(-1, match.shape[-1]) != 0)[:, :, None] & ~np.isnan(leaves)[None]
+        empty = np.finfo(np.float32).max if op == "cleafmin" else -np.finfo(np.float32).max
+        values = np.where(hit, leaves[None], np.float32(empty))
+        out = values.min(axis=1) if op == "cleafmin" else values.max(axis=1)
+        dst = self.view(ops[0], iters)
+        dst[...] = out.reshape(dst.shape)
+
     def _csearch(self, ops, iters) -> None:
         """All rows × all samples: the programmed block's lookup tables, built on first use."""
         key = (ops[1].buffer, ops[2].buffer)
@@ -178,14 +198,15 @@ class Machine:
         if cam is None:
             lo = np.array(self.view(ops[1], ())[0])
             hi = np.array(self.view(ops[2], ())[0])
+            levels = np.array(self.view(ops[3], ())[0])
             sigma = rng = None
             target = self.target or load_target(self.p.target)
             if self.options.noise and target.cam is not None and target.device.programming_noise \
                     and target.device.model.startswith("rram"):
                 sigma = rram_bound_sigma(target.device.levels, target.cam.cell_bits, target.device.g_max)
                 rng = np.random.default_rng([self.options.seed, len(self.cams)])
-            cam = self.cams[key] = ProgrammedCam(lo, hi, sigma_levels=sigma, rng=rng)
-        q = self.view(ops[3], iters)
+            cam = self.cams[key] = ProgrammedCam(lo, hi, levels, sigma_levels=sigma, rng=rng)
+        q = self.view(ops[4], iters)
         match = cam.search(q.reshape(-1, q.shape[-1]))
         dst = self.view(ops[0], iters)
         dst[...] = match.reshape(dst.shape)
@@ -210,8 +231,10 @@ class Machine:
                 self.execute(s, iters)
 
 
-def _stream_runner(machine: Machine, core: int, stream, mail: dict, syncs: dict, progress: list):
-    """A generator per core: runs its stream, yielding ('recv', peer) or ('sync', k) while it waits."""
+def _stream_runner(machine: Machine, core: int, stream, mail: dict, syncs: dict, progress: list,
+                   report: Callable[[], None] | None = None):
+    """A generator per core: runs its stream, yielding ('recv', peer) or ('sync', k) while it waits.
+    ``progress[0]`` counts the top-level statements run; ``report()`` hears of each."""
     for s in stream:
         if isinstance(s, Instr) and s.opcode == "send":
             peer = s.operands[0].core
@@ -235,38 +258,46 @@ def _stream_runner(machine: Machine, core: int, stream, mail: dict, syncs: dict,
         else:
             machine.execute(s)
         progress[0] += 1
+        if report is not None:
+            report()
 
 
 def execute(program: Program, inputs: dict[str, np.ndarray], target: Target | None = None,
-            options: SimOptions | None = None, validated: bool = False) -> dict[str, np.ndarray]:
+            options: SimOptions | None = None, validated: bool = False,
+            progress: Callable[..., None] | None = None) -> dict[str, np.ndarray]:
     """Run ``program`` on ``inputs`` (ONNX input name → array) and return its outputs by name.
 
     ``target`` describes the chip (default: the preset named by the program); ``options`` set
     time since programming, seed and noise switches. The program is validated first (bounds of
-    every view), unless the caller already did.
+    every view), unless the caller already did. ``progress(done, total, note)``, if given, is
+    called as crossbar tiles are programmed and top-level statements run (for progress bars).
     """
     if not validated:
         validate(program)
     batch = _batch_size(program, inputs)
-    machine = Machine(program, batch, target, options)
+    tiles = len(program.tiles)
+    total = tiles + sum(len(stream) for stream in program.cores.values()) + len(program.cores)
+    machine = Machine(program, batch, target, options,
+                      progress and (lambda done, _total, note: progress(done, total, note)))
     for port in program.inputs:
         machine.mem[port.buffer][...] = np.asarray(inputs[port.name], dtype=np.float32).reshape(batch, -1)
     mail: dict = {}
     syncs = {core: 0 for core in program.cores}
-    progress = [0]
-    runners = {core: _stream_runner(machine, core, stream, mail, syncs, progress)
+    progress_count = [0]
+    report = progress and (lambda: progress(tiles + progress_count[0], total, "running"))
+    runners = {core: _stream_runner(machine, core, stream, mail, syncs, progress_count, report)
                for core, stream in program.cores.items()}
     waiting: dict[int, tuple] = {}
     while runners:
-        before = progress[0]
+        before = progress_count[0]
         for core in sorted(runners):
             try:
                 waiting[core] = next(runners[core])
             except StopIteration:
                 del runners[core]
                 waiting.pop(core, None)
-                progress[0] += 1
-        if runners and progress[0] == before:
+                progress_count[0] += 1
+        if runners and progress_count[0] == before:
             raise SimulationError("deadlock: " + ", ".join(
                 f"core {c} waits ({w[0]} {w[1]})" for c, w in sorted(waiting.items()))
                 + (f"; finished cores never reach the sync" if len(runners) < len(program.cores) else ""))

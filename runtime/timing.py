@@ -143,7 +143,7 @@ class CostModel:
         views = ins.views()
         if op == "xmvm":
             self._xmvm(ins, core, cost)
-        elif op in ("csearch", "cleaf"):
+        elif op in ("csearch", "cleaf", "cleafmin", "cleafmax"):
             self._cam(ins, core, cost)
         elif op in ("load", "store"):
             dst, src = views
@@ -235,13 +235,14 @@ class CostModel:
     def _cam(self, ins: Instr, core: int, cost: Cost) -> None:
         """Analog CAM (X-TIME figures, REFERENCE_DATA.md "Analog CAM"): a search takes
         ``search_cycles`` over all rows of the chained arrays; the match-line resolver then hands
-        one match per cycle to leaf memory, and a tree-shaped reduction network adds the leaves."""
+        one match per cycle to leaf memory, and a tree-shaped reduction network adds the leaves (or,
+        for cleafmin/cleafmax, compares them: a comparator is costed as an adder)."""
         cam = self.t.cam
         if cam is None:
             raise ValueError(f"the program searches analog CAM but target {self.t.name!r} has no CAM cores")
         if ins.opcode == "csearch":
             rows = ins.operands[1].shape[0]
-            cells = int(ins.operands[4].value)
+            cells = int(ins.operands[5].value)
             cost.cycles = cam.search_cycles
             cost.energy["cam_search"] = rows * cells * cam.search_pj_per_cell
         else:

@@ -14,6 +14,7 @@ import pytest
 from helpers import make_model, run_ort
 from onnx import helper
 
+import compiler.cli
 import compiler.verify
 from compiler.cli import main
 from isa import load_program
@@ -214,7 +215,7 @@ def test_bad_input_files_and_names(files, capsys):
     _error(capsys, ["run", program, "--input", str(files / "x.npy"), "-o", str(files / "no" / "y.npy")],
            "does not exist")
     _error(capsys, ["verify", str(files / "model.onnx"), "--input", str(files / "x.npy"), "--labels",
-                    f"{files / 'data.npz'}:images"], "labels hold")
+                    f"{files / 'data.npz'}:images"], "has shape [7, 2, 6, 6]", "one class index per row")
 
 
 def test_unknown_pass_and_option(files, capsys):
@@ -339,3 +340,84 @@ def test_run_prints_timing_and_writes_stats(files, capsys):
     assert stats["energy_pj"]["total"] == pytest.approx(sum(v for k, v in stats["energy_pj"].items() if k != "total"))
     _error(capsys, ["run", str(out), "--input", str(files / "x.npy"), "--stats", str(files / "no" / "s.json")],
            "no")
+
+
+def test_mixed_up_files_and_bad_values(files, capsys):
+    """The usual slips each give one line naming the file or flag and what to do instead."""
+    model = str(files / "model.onnx")
+    assert main(["compile", model, "-o", str(files / "m.nmc")]) == 0
+    capsys.readouterr()
+    program, x = str(files / "m.nmc"), str(files / "x.npy")
+    _error(capsys, ["compile", str(files)], "is a directory, not an ONNX model")
+    _error(capsys, ["compile", program, "-o", str(files / "z.nmc")], "compiled nmc program", "nmc run")
+    _error(capsys, ["verify", program, "--input", x], "compiled nmc program")
+    _error(capsys, ["run", model, "--input", x], "is an ONNX model, not a compiled program", "nmc compile")
+    _error(capsys, ["report", model], "is an ONNX model")
+    _error(capsys, ["run", str(files), "--input", x], "is a directory, not a .nmc program")
+    _error(capsys, ["compile", model, "--target", str(files)], "is a directory")
+    _error(capsys, ["compile", model, "--target", model], "not a TOML target file")
+    # output paths: a directory, or a place no file can be created
+    _error(capsys, ["compile", model, "-o", str(files)], "is a directory; give a file name")
+    _error(capsys, ["run", program, "--input", x, "--stats", str(files)], "is a directory")
+    _error(capsys, ["report", program, "-o", str(files)], "is a directory")
+    (files / "plain").write_text("a file, not a directory")
+    _error(capsys, ["run", program, "--input", x, "-o", str(files / "plain" / "y.npy")], "does not exist")
+    # arrays: none, not numbers, labels that are not one class per row
+    np.savez(files / "empty.npz")
+    np.save(files / "words.npy", np.full((7, 2, 6, 6), "a"))
+    np.save(files / "onehot.npy", np.eye(5)[RNG.integers(0, 5, 7)])
+    _error(capsys, ["run", program, "--input", str(files / "empty.npz")], "empty.npz holds no arrays")
+    _error(capsys, ["run", program, "--input", str(files / "words.npy")], "holds <U1 values", "numbers")
+    _error(capsys, ["run", program, "--input", x, "--labels", str(files / "onehot.npy")], "shape [7, 5]",
+           "argmax")
+    np.save(files / "short.npy", np.arange(3))
+    _error(capsys, ["report", program, "--input", x, "--labels", str(files / "short.npy"), "-o",
+                    str(files / "r.json")], "labels hold 3 entries", "7 rows")
+    # flags
+    _error(capsys, ["run", program, "--input", x, "--seed", "-1"], "--seed -1")
+    _error(capsys, ["run", program, "--input", x, "--time", "1e400"], "too large")
+    _error(capsys, ["compile", model, "-p", "tile-mapping{rows}"], "option rows needs a value")
+    _error(capsys, ["compile", model, "-p", "tile-mapping{rows=many}"], "rows='many' is not an integer")
+    report = ["report", program, "--input", x, "--labels", str(files / "labels.npy"), "-o", str(files / "r.json")]
+    _error(capsys, report + ["--times", "soon"], "--times 'soon'", "not a duration")
+    _error(capsys, report + ["--times", ","], "one or more times")
+    _error(capsys, report + ["--times", "1h,-1d"], "cannot be negative")
+    _error(capsys, report + ["--seed", "-2"], "--seed -2")
+    _error(capsys, report + ["--model", str(files)], "is a directory")
+    assert not (files / "r.json").exists() and _leftovers(files) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write anywhere")
+def test_unwritable_directory(files, capsys):
+    locked = files / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        _error(capsys, ["compile", str(files / "model.onnx"), "-o", str(locked / "m.nmc")], "cannot write")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_broken_pipe_is_quiet(monkeypatch, capsys):
+    """``nmc targets | head -1``: the reader goes away; no error line, no traceback."""
+    def gone(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(compiler.cli, "cmd_targets", gone)  # build_parser picks it up
+    assert main(["targets"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_output_files_get_the_mode_of_a_new_file(files, capsys):
+    """Written through a private temporary file, outputs still end up with the usual mode."""
+    umask = os.umask(0o022)
+    try:
+        assert main(["compile", str(files / "model.onnx"), "-o", str(files / "m.nmc"), "--asm",
+                     str(files / "m.s")]) == 0
+        assert main(["run", str(files / "m.nmc"), "--input", str(files / "x.npy"), "-o", str(files / "y.npy")]) == 0
+    finally:
+        os.umask(umask)
+    capsys.readouterr()
+    for name in ("m.nmc", "m.s", "y.npy"):
+        assert (files / name).stat().st_mode & 0o777 == 0o644, name

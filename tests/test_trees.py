@@ -161,7 +161,7 @@ def test_validator_checks_cam_operands(compiled):
     core = next(k for k, s in p.cores.items() if any(getattr(i, "opcode", "") == "csearch" for i in s))
     stream = list(p.cores[core])
     i = next(k for k, s in enumerate(stream) if s.opcode == "csearch")
-    bad = Instr("csearch", stream[i].operands[:4] + (Imm(0.5),), stream[i].layer)
+    bad = Instr("csearch", stream[i].operands[:5] + (Imm(0.5),), stream[i].layer)
     p2 = dataclasses.replace(p, cores={**p.cores, core: tuple(stream[:i] + [bad] + stream[i + 1:])})
     with pytest.raises(ProgramError, match="whole number of cells"):
         validate(p2)
@@ -271,6 +271,7 @@ def _binary_classifier(class_ids, weights, base, transform):
     ([0, 1, 1, 0], [0.3, 0.8, 0.7, 0.2], None, "NONE"),   # two classes with weights: as multi-class
     ([0, 1, 1, 0], [0.3, -0.8, 0.7, 0.2], [0.1, 0.4], "SOFTMAX"),
     ([0, 0], [0.3, 0.8], [0.1, 0.2], "LOGISTIC"),
+    ([0, 1, 1, 0], [0.3, 0.0, 0.7, 0.0], None, "SOFTMAX_ZERO"),   # a zero score stays out of the softmax
 ])
 def test_binary_classifier_conventions(class_ids, weights, base, transform):
     model = _binary_classifier(class_ids, weights, base, transform)
@@ -291,3 +292,113 @@ def test_zipmap_pipeline_returns_the_probability_matrix():
     probabilities = ort.InferenceSession(onx.SerializeToString()).run(None, {"X": x})[1]
     expected = np.array([[row[k] for k in sorted(row)] for row in probabilities], dtype=np.float32)
     np.testing.assert_allclose(out["output_probability"], expected, atol=1e-6)
+
+
+def test_block_without_the_top_level_still_knows_its_levels():
+    """A block of rows none of which reaches a feature's top code (its open bound) must not take
+    its largest bound for the feature's levels: codes above it would match the last range."""
+    lo = np.array([[0], [2]])
+    hi = np.array([[2], [3]])  # levels 5: codes 3 and 4 match no row
+    codes = np.arange(5).reshape(-1, 1)
+    cam = ProgrammedCam(lo, hi, np.array([5]))
+    np.testing.assert_array_equal(cam.search(codes), cam.search_reference(codes))
+    assert not cam.search(codes)[3:].any()
+
+
+# ----------------------------------------------------------------------------- TreeEnsemble (ai.onnx.ml 5)
+def _tree_ensemble_v5(aggregate=1, transform=0, n_targets=3, members=(1.0, 3.0, 40.0)):
+    """Two trees on two features. Tree 0: f0 ∈ members (NaN: true) → [f1 <= 0.5 → leaf 0 | leaf 1],
+    else leaf 2. Tree 1: f1 > 0.25 → leaf 3, else [f0 != 2 (NaN: true) → leaf 4 | leaf 5]."""
+    def tensor(name, kind, values):
+        return helper.make_tensor(name, kind, (len(values),), values)
+
+    node = helper.make_node(
+        "TreeEnsemble", ["X"], ["Y"], domain="ai.onnx.ml", n_targets=n_targets, aggregate_function=aggregate,
+        post_transform=transform, tree_roots=[0, 2],
+        nodes_modes=tensor("modes", TensorProto.UINT8, [6, 0, 3, 5]), nodes_featureids=[0, 1, 1, 0],
+        nodes_splits=tensor("splits", TensorProto.FLOAT, [0.0, 0.5, 0.25, 2.0]),
+        nodes_truenodeids=[1, 0, 3, 4], nodes_trueleafs=[0, 1, 1, 1],
+        nodes_falsenodeids=[2, 1, 3, 5], nodes_falseleafs=[1, 1, 0, 1],
+        nodes_missing_value_tracks_true=[1, 0, 0, 1],
+        membership_values=tensor("members", TensorProto.FLOAT, list(members) + [np.nan]),
+        leaf_targetids=[0, 1, 2, 0, 1, 1] if n_targets > 1 else [0] * 6,
+        leaf_weights=tensor("weights", TensorProto.FLOAT, [1.5, -2.0, 0.25, 3.0, -0.5, 0.0]))
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 2])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, n_targets])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("ai.onnx.ml", 5)])
+
+
+def _member_probes():
+    grid = np.array([-1.0, 0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 40.0, np.nan], dtype=np.float32)
+    return np.array([[a, b] for a in grid for b in grid], dtype=np.float32)
+
+
+@pytest.mark.parametrize("aggregate", [0, 1, 2, 3])      # AVERAGE, SUM, MIN, MAX
+@pytest.mark.parametrize("transform", [0, 1, 2, 3, 4])   # as onnxruntime numbers them: NONE, LOGISTIC, SOFTMAX, ...
+@pytest.mark.parametrize("n_targets", [3, 1])
+def test_tree_ensemble_v5_equals_onnxruntime(aggregate, transform, n_targets):
+    """Set membership, NEQ, missing values, every aggregate and post transform; with three
+    targets each leaf weighs one, so per sample some targets have no score (0 under MIN/MAX)."""
+    model = _tree_ensemble_v5(aggregate, transform, n_targets)
+    x = _member_probes()
+    c = compile_model(model, "acam", pass_options=LOSSLESS)
+    got = execute(c.program, {"X": x}, options=EXACT)["Y"]
+    np.testing.assert_allclose(got, _ort(model, x)[0], rtol=1e-5, atol=1e-6)
+    cam = _cam(c)
+    assert cam.rows > cam.paths   # the member set {1, 3, 40} and NEQ: unions of ranges, extra rows
+
+
+def test_tree_ensemble_v5_onnx_node_case_set_membership():
+    """ONNX's own node test (test_ai_onnx_ml_tree_ensemble_set_membership), with a free batch
+    dimension: nmc runs tree ensembles on one sample per run."""
+    import warnings
+
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the case generators divide by zero on purpose
+        case = next(c for c in collect_testcases("TreeEnsemble") if c.name.endswith("set_membership"))
+    (x,), (expected,) = case.data_sets[0]
+    node = case.model.graph.node[0]
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 1])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 4])])
+    model = helper.make_model(graph, opset_imports=list(case.model.opset_import))
+    c = compile_model(model, "acam", pass_options=LOSSLESS)
+    got = execute(c.program, {"X": x}, options=EXACT)["Y"]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    np.testing.assert_allclose(got, _ort(model, x)[0], rtol=1e-6)
+
+
+def test_tree_ensemble_v5_min_max_with_device_noise_runs():
+    """MIN/MAX under bound variability: a tree may match no row or several; the result stays
+    finite (no FLT_MAX leaks out) and mostly equals the noiseless one."""
+    model = _tree_ensemble_v5(aggregate=2, n_targets=3)
+    x = _member_probes()
+    c = compile_model(model, "acam")
+    exact = execute(c.program, {"X": x}, options=EXACT)["Y"]
+    noisy = execute(c.program, {"X": x}, options=SimOptions(noise=True, seed=3))["Y"]
+    assert np.isfinite(noisy).all() and np.abs(noisy).max() <= np.abs(exact).max() + 1e-6
+    assert "cleafmin" in format_program(c.program)
+
+
+@pytest.mark.parametrize("aggregate,base", [("MIN", None), ("MAX", [0.5, -1.0]), ("MIN", [2.0, 1.0])])
+def test_regressor_min_max_equals_onnxruntime(aggregate, base):
+    """The older regressor's MIN/MAX, with base values (added to leaf memory for two targets)."""
+    model = _regressor(("BRANCH_LEQ", "BRANCH_NEQ", "BRANCH_GT"), [0.5, 0.25, 0.75], (0, 1, 0),
+                       aggregate, "NONE", base, n_targets=2)
+    x = _probe_inputs()
+    c = compile_model(model, "acam", pass_options=LOSSLESS)
+    got = execute(c.program, {"X": x}, options=EXACT)["Y"]
+    np.testing.assert_allclose(got, _ort(model, x)[0], rtol=1e-6)
+
+
+def test_softmax_zero_leaves_zero_scores_out():
+    """SOFTMAX_ZERO on a three-class forest whose class 2 has no leaf weight on some paths: those
+    zeros stay 0 and the others share the probability."""
+    model = _tree_ensemble_v5(aggregate=1, transform=3, n_targets=3)
+    x = _member_probes()
+    c = compile_model(model, "acam", pass_options=LOSSLESS)
+    got = execute(c.program, {"X": x}, options=EXACT)["Y"]
+    ref = _ort(model, x)[0]
+    assert (ref == 0).any() and ((ref > 0) & (ref < 1)).any()
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-7)

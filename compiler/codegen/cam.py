@@ -4,7 +4,10 @@ On the vector core (core 0) the input is threshold-coded (``cenc``) and sent to 
 of every row block. Each CAM core searches its rows (``csearch``: one match line per
 root-to-leaf path), reads the leaves of the matched rows from leaf memory and adds them per
 target (``cleaf``), and sends the partial sums back; core 0 adds the blocks' partial sums.
-Averaging, base values and the post transform follow as ordinary digital nodes.
+Averaging, base values and the post transform follow as ordinary digital nodes. For the MIN /
+MAX aggregates the reduction network compares instead of adding (``cleafmin`` / ``cleafmax``), a
+second ``cleaf`` counts the matched leaves that have a value per target, and core 0 writes 0
+where none has (onnxruntime's ``has_score``).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ class CamLowering:
 
     def lower(self, node: Node, cam: CamMapping) -> None:
         e, g = self.e, self.g
+        extreme = {"MIN": "cleafmin", "MAX": "cleafmax"}.get(node.op.aggregate)
         x, y = node.inputs[0], node.outputs[0]
         features = g.shape(x)[-1]
         targets = g.shape(y)[-1]
@@ -36,6 +40,7 @@ class CamLowering:
             ge[c.feature, : len(c.ge)] = c.ge
             gt[c.feature, : len(c.gt)] = c.gt
         nan_code = np.array([c.levels - 1 for c in cam.codes], np.float32)
+        levels_c = e.constant(np.array([c.levels for c in cam.codes], np.float32), dtype="i32")
         ge_c, gt_c, nan_c = e.constant(ge), e.constant(gt), e.constant(nan_code)
         codes = e.buffer(features, dtype="i32")
         codes_v = view(codes, 0, [(features, 1)])
@@ -58,17 +63,40 @@ class CamLowering:
             e.emit("recv", view(local, 0, [(features, 1)]), CoreRef(VECTOR_CORE))
             bounds = [(block.rows, features), (features, 1)]
             e.emit("csearch", view(match, 0, [(block.rows, 1)]), view(lo_c, 0, bounds), view(hi_c, 0, bounds),
-                   view(local, 0, [(features, 1)]), float(cam.columns))
-            e.emit("cleaf", view(part, 0, [(targets, 1)]), view(match, 0, [(block.rows, 1)]),
-                   view(leaf_c, 0, [(block.rows, targets), (targets, 1)]), float(block.trees))
+                   view(levels_c, 0, [(features, 1)]), view(local, 0, [(features, 1)]), float(cam.columns))
+            leaf_v = view(leaf_c, 0, [(block.rows, targets), (targets, 1)])
+            e.emit(extreme or "cleaf", view(part, 0, [(targets, 1)]), view(match, 0, [(block.rows, 1)]), leaf_v,
+                   float(block.trees))
             e.emit("send", CoreRef(VECTOR_CORE), view(part, 0, [(targets, 1)]))
+            if extreme:  # and how many matched leaves have a value per target (has_score)
+                has_c = e.constant((~np.isnan(leaves[rows])).astype(np.float32))
+                e.emit("cleaf", view(part, 0, [(targets, 1)]), view(match, 0, [(block.rows, 1)]),
+                       view(has_c, 0, [(block.rows, targets), (targets, 1)]), float(block.trees))
+                e.emit("send", CoreRef(VECTOR_CORE), view(part, 0, [(targets, 1)]))
         # 3. the blocks' partial sums added on the vector core
         e.core = VECTOR_CORE
         yb, yo = self.low.place(y)
         out = view(yb, yo, [(targets, 1)])
-        e.emit("fill", out, 0.0)
         back = e.buffer(targets)
         back_v = view(back, 0, [(targets, 1)])
+        if not extreme:
+            e.emit("fill", out, 0.0)
+            for block in cam.blocks:
+                e.emit("recv", back_v, CoreRef(block.core))
+                e.emit("add", out, out, back_v)
+            return
+        # MIN/MAX: the extreme of the blocks' extremes, then 0 where no matched leaf has a value
+        # (count 0): out * clip(count, 0, 1) is exact, as the empty extreme is a finite float32
+        largest = float(np.finfo(np.float32).max)
+        e.emit("fill", out, largest if extreme == "cleafmin" else -largest)
+        count = e.buffer(targets)
+        count_v = view(count, 0, [(targets, 1)])
+        e.emit("fill", count_v, 0.0)
         for block in cam.blocks:
             e.emit("recv", back_v, CoreRef(block.core))
-            e.emit("add", out, out, back_v)
+            e.emit("min" if extreme == "cleafmin" else "max", out, out, back_v)
+            e.emit("recv", back_v, CoreRef(block.core))
+            e.emit("add", count_v, count_v, back_v)
+        e.emit("clip", count_v, count_v, 0.0, 1.0)
+        e.emit("mul", out, out, count_v)
+        e.emit("add", out, out, 0.0)   # -0.0 (no value under MAX) to 0.0

@@ -165,10 +165,14 @@ class TreeEnsemble:
       child (0/1), tree index;
     - ``leaves[m, t]``: the weight of leaf row ``m`` for target ``t``, NaN where it has none;
     - ``roots``: the row of each tree's root.
+
+    ``aggregate`` "MIN" / "MAX": ``y[n, t]`` is instead the smallest / largest value for ``t``
+    among the reached leaves that have one, and 0 where none has (onnxruntime's ``has_score``).
     """
 
     n_trees: int
     n_targets: int
+    aggregate: str = "SUM"   # "SUM" | "MIN" | "MAX"
 
 
 NODE_MODES = ("LEAF", "BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ")

@@ -26,14 +26,17 @@ class Pass:
         values = {}
         known = {f.name: f for f in fields(self)}
         for item in filter(None, (s.strip() for s in text.split(","))):
-            key, _, raw = item.partition("=")
+            key, equals, raw = (part.strip() for part in item.partition("="))
             if key not in known:
                 raise CompileError(f"pass {self.name} has no option {key!r}; options: {', '.join(known) or 'none'}")
             current = getattr(self, key)
+            if not equals or not raw:
+                raise CompileError(f"pass {self.name}: option {key} needs a value: {key}={current!r}")
+            kind = {bool: "a boolean", int: "an integer", float: "a number"}.get(type(current), type(current).__name__)
             try:
                 values[key] = (raw.lower() in ("1", "true", "yes")) if isinstance(current, bool) else type(current)(raw)
             except ValueError:
-                raise CompileError(f"pass {self.name}: option {key}={raw!r} is not a {type(current).__name__}") from None
+                raise CompileError(f"pass {self.name}: option {key}={raw!r} is not {kind}") from None
         return type(self)(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **values})
 
 

@@ -90,7 +90,8 @@ class CamMappingPass(Pass):
                 paths += 1
                 per_feature = [_intervals(allowed[f]) if f in allowed else [(0, int(levels[f]))]
                                for f in range(n_features)]
-                value = np.nan_to_num(leaf_values[leaf], nan=0.0)
+                # SUM: a leaf without a value for a target adds 0; MIN/MAX keep NaN ("no value")
+                value = leaf_values[leaf] if node.op.aggregate != "SUM" else np.nan_to_num(leaf_values[leaf], nan=0.0)
                 for combo in itertools.product(*per_feature):
                     lo_rows.append([a for a, _ in combo])
                     hi_rows.append([b for _, b in combo])

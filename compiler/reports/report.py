@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from backends.target import Target, load_target, parse_target
+from compiler.progress import ProgressCallback, part
 from compiler.reports import mapping_table
 from isa.container import load_program
 from isa.errors import NmcError
@@ -290,9 +291,11 @@ def _spread(values) -> dict:
             "n": int(v.size)}
 
 
-def evaluate(program: Program, target: Target, given: ReportInputs) -> dict:
+def evaluate(program: Program, target: Target, given: ReportInputs,
+             progress: ProgressCallback | None = None) -> dict:
     """Run the program on the inputs: per condition (time since programming), per output, the
-    spread over trials of accuracy (labels) and of error and top-1 agreement (onnxruntime)."""
+    spread over trials of accuracy (labels) and of error and top-1 agreement (onnxruntime).
+    ``progress(done, total, note)`` follows the runs (times × trials)."""
     from compiler.verify import _compare, _labels_for, _run_onnxruntime
     from runtime import SimOptions, execute
 
@@ -316,10 +319,12 @@ def evaluate(program: Program, target: Target, given: ReportInputs) -> dict:
     if not drifting(target):
         notes.append("nothing on the target depends on the time since programming")
     conditions = []
-    for written, seconds in times:
+    for t, (written, seconds) in enumerate(times):
         runs = [execute(program, given.inputs, target,
                         SimOptions(time=seconds, seed=given.seed + i, noise=given.noise,
-                                   drift_compensation=given.drift_compensation))
+                                   drift_compensation=given.drift_compensation),
+                        progress=part(progress, t * trials + i, len(times) * trials,
+                                      f"t={written}, trial {i + 1}/{trials}"))
                 for i in range(trials)]
         outputs = []
         for name in runs[0]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 
 from compiler.frontend.context import NodeContext, norm_axis
 from compiler.frontend.ops import converter
@@ -52,7 +53,9 @@ def binary(ctx: NodeContext) -> None:
         aligned = tuple(b_shape) + (1,) * (rank - axis - len(b_shape))
         if aligned != tuple(b_shape):
             b = ctx.emit(ops.Reshape(), [b], ctx.temp("aligned"), aligned)
-    ctx.emit(ops.Binary(_BINARY[ctx.node.op_type]), [ctx.input(0), b])
+    # the shape from the IR operands: ONNX infers none after ai.onnx.ml ops (LightGBM's Mul by one)
+    shape = tuple(np.broadcast_shapes(ctx.shape(0), ctx.g.shape(b)))
+    ctx.emit(ops.Binary(_BINARY[ctx.node.op_type]), [ctx.input(0), b], shape=shape)
 
 
 @converter("Max", "Min", "Sum", "Mean")
@@ -72,9 +75,23 @@ def variadic(ctx: NodeContext) -> None:
         ctx.alias(ctx.output, acc)
 
 
-@converter("Identity")
+@converter("Identity", integer_outputs=True)
 def identity(ctx: NodeContext) -> None:
+    """An alias; an integer output only when it passes a tree classifier's label on (LightGBM's
+    converter puts Identity nodes after the classifier)."""
+    if ctx.out_elem_type() not in (0, *_FLOAT_ELEM_TYPES) and not _is_class_label(ctx, ctx.input(0)):
+        raise ctx.fail(f"output {ctx.output!r} has element type {onnx.TensorProto.DataType.Name(ctx.out_elem_type())}; "
+                       "nmc computes float tensors only")
     ctx.alias(ctx.output, ctx.input(0))
+
+
+_FLOAT_ELEM_TYPES = (1, 10, 11, 16)  # float, float16, double, bfloat16: all computed as f32
+
+
+def _is_class_label(ctx: NodeContext, tensor: str) -> bool:
+    """Whether ``tensor`` is the label output of a tree classifier (integer values held as f32)."""
+    producer = ctx.g.producer(tensor)
+    return producer is not None and producer.onnx_op in ("TreeEnsembleClassifier",)
 
 
 @converter("Dropout")
@@ -93,11 +110,10 @@ def dropout(ctx: NodeContext) -> None:
 @converter("Cast", integer_outputs=True)
 def cast(ctx: NodeContext) -> None:
     to = ctx.attr("to")
-    producer = ctx.g.producer(ctx.input(0))
-    if to in (6, 7) and producer is not None and producer.onnx_op == "TreeEnsembleClassifier":
+    if to in (6, 7) and _is_class_label(ctx, ctx.input(0)):
         ctx.alias(ctx.output, ctx.input(0))  # a class label: integer values, held as float32
         return
-    if to not in (1, 10, 11, 16):  # float, float16, double, bfloat16: all computed as f32
+    if to not in _FLOAT_ELEM_TYPES:
         raise ctx.fail(f"Cast to type {to} is not supported; nmc computes in float32")
     ctx.alias(ctx.output, ctx.input(0))
 

@@ -18,9 +18,15 @@ from compiler.frontend.context import NodeContext
 from compiler.frontend.ops import converter
 from compiler.ir import ops
 
-ML_OPS = ("TreeEnsembleClassifier", "TreeEnsembleRegressor", "Scaler", "ZipMap")
-TRANSFORMS = ("NONE", "SOFTMAX", "LOGISTIC", "PROBIT")
-AGGREGATES = ("SUM", "AVERAGE")
+ML_OPS = ("TreeEnsembleClassifier", "TreeEnsembleRegressor", "TreeEnsemble", "Scaler", "ZipMap")
+TRANSFORMS = ("NONE", "SOFTMAX", "LOGISTIC", "SOFTMAX_ZERO", "PROBIT")
+AGGREGATES = ("SUM", "AVERAGE", "MIN", "MAX")
+# TreeEnsemble (ai.onnx.ml opset 5) numbers its enums. post_transform as onnxruntime reads it
+# (its own enum: 1 LOGISTIC, 2 SOFTMAX), which swaps 1 and 2 against the ONNX spec's text
+# (1 SOFTMAX, 2 LOGISTIC); nmc follows onnxruntime, and tests/test_trees.py checks it does.
+V5_MODES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ", "BRANCH_MEMBER")
+V5_AGGREGATES = ("AVERAGE", "SUM", "MIN", "MAX")
+V5_TRANSFORMS = ("NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO", "PROBIT")
 
 
 # ----------------------------------------------------------------------------- attributes
@@ -105,6 +111,111 @@ def tree_tables(ctx: NodeContext, prefix: str, n_targets: int):
     return table, leaves, np.asarray(roots, dtype=np.float32), len(trees)
 
 
+def _tensor_attr(ctx: NodeContext, name: str) -> np.ndarray | None:
+    """A tensor attribute (TreeEnsemble's nodes_splits, leaf_weights, ...) as a flat array."""
+    value = ctx.attr(name)
+    if value is None:
+        return None
+    return numpy_helper.to_array(value).reshape(-1) if hasattr(value, "data_type") else np.asarray(value).reshape(-1)
+
+
+def tree_tables_v5(ctx: NodeContext, n_targets: int):
+    """The tables of ``tree_tables`` from TreeEnsemble's attributes (ai.onnx.ml opset 5): nodes
+    and leaves in separate arrays, children flagged as leaves or nodes, one (target, weight) per
+    leaf. Every tree is walked from its root, so a node reached twice gets two rows. A
+    BRANCH_MEMBER node becomes a chain of BRANCH_EQ rows, one per member, all sending "true" to
+    the node's true child, as onnxruntime does (``TreeEnsembleAttributesV5::convert_to_v3``)."""
+    modes = _tensor_attr(ctx, "nodes_modes")
+    splits = _tensor_attr(ctx, "nodes_splits")
+    features = list(ctx.attr("nodes_featureids", []))
+    true_ids, false_ids = list(ctx.attr("nodes_truenodeids", [])), list(ctx.attr("nodes_falsenodeids", []))
+    true_leaf, false_leaf = list(ctx.attr("nodes_trueleafs", [])), list(ctx.attr("nodes_falseleafs", []))
+    roots = list(ctx.attr("tree_roots", []))
+    targets = list(ctx.attr("leaf_targetids", []))
+    weights = _tensor_attr(ctx, "leaf_weights")
+    n = 0 if modes is None else len(modes)
+    if not n or not roots or splits is None or weights is None \
+            or any(len(a) != n for a in (splits, features, true_ids, false_ids, true_leaf, false_leaf)):
+        raise ctx.fail("nodes_modes, nodes_splits, nodes_featureids, nodes_truenodeids, nodes_trueleafs, "
+                       "nodes_falsenodeids, nodes_falseleafs and tree_roots must all be present, the nodes_* of "
+                       "one length")
+    if len(targets) != len(weights):
+        raise ctx.fail("leaf_targetids and leaf_weights must have the same length")
+    missing = list(ctx.attr("nodes_missing_value_tracks_true", [])) or [0] * n
+    members, values = [], _tensor_attr(ctx, "membership_values")
+    values = [] if values is None else values.astype(np.float64).tolist()
+    position = 0
+    for mode in modes:  # the members of each BRANCH_MEMBER node, in node order, NaN-separated
+        if mode >= len(V5_MODES):
+            raise ctx.fail(f"node mode {int(mode)} is not supported; supported: "
+                           + ", ".join(f"{k} ({m})" for k, m in enumerate(V5_MODES)))
+        chunk = []
+        if V5_MODES[mode] == "BRANCH_MEMBER":
+            while position < len(values) and not np.isnan(values[position]):
+                chunk.append(values[position])
+                position += 1
+            position += 1
+            if not chunk:
+                raise ctx.fail("a BRANCH_MEMBER node has an empty set in membership_values")
+        members.append(chunk)
+
+    rows: list[list[float]] = []
+    leaf_rows: list[np.ndarray] = []
+
+    def new_row(tree: int) -> int:
+        rows.append([0.0] * 6 + [float(tree)])
+        leaf_rows.append(np.full(n_targets, np.nan, np.float32))
+        return len(rows) - 1
+
+    def leaf(index: int, tree: int) -> int:
+        if not 0 <= index < len(targets) or not 0 <= targets[index] < n_targets:
+            raise ctx.fail(f"leaf {index} is no leaf, or names no target of {n_targets}")
+        r = new_row(tree)
+        leaf_rows[r][targets[index]] = np.float32(weights[index])
+        return r
+
+    def branch(r: int, mode: str, feature: int, split, missing_true: int) -> None:
+        threshold = _float32_threshold(split, mode)
+        if mode in ("BRANCH_EQ", "BRANCH_NEQ") and float(threshold) != float(split):
+            raise ctx.fail(f"{mode} value {split!r} is not a float32 value")
+        rows[r][:3] = [feature, float(threshold), ops.NODE_MODES.index(mode)]
+        rows[r][5] = 1.0 if missing_true else 0.0
+
+    root_rows = []
+    for tree, root in enumerate(roots):
+        if not 0 <= root < n:
+            raise ctx.fail(f"tree root {root} is not a node")
+        if true_leaf[root] and false_leaf[root] and true_ids[root] == false_ids[root]:
+            root_rows.append(leaf(root, tree))  # onnxruntime reads a one-leaf tree's leaf at the root's index
+            continue
+        root_rows.append(new_row(tree))
+        stack = [(root, root_rows[-1], 0)]
+        while stack:
+            node, r, depth = stack.pop()
+            if depth > n:
+                raise ctx.fail(f"tree {tree} has a cycle")
+            mode = V5_MODES[modes[node]]
+            children = []
+            for is_leaf, child in ((true_leaf[node], true_ids[node]), (false_leaf[node], false_ids[node])):
+                if is_leaf:
+                    children.append(leaf(child, tree))
+                else:
+                    if not 0 <= child < n:
+                        raise ctx.fail(f"node {node} points to node {child}, which does not exist")
+                    children.append(new_row(tree))
+                    stack.append((child, children[-1], depth + 1))
+            chain = [r] + [new_row(tree) for _ in members[node][1:]] if mode == "BRANCH_MEMBER" else [r]
+            for k, link in enumerate(chain):
+                if mode == "BRANCH_MEMBER":
+                    branch(link, "BRANCH_EQ", features[node], members[node][k], missing[node])
+                else:
+                    branch(link, mode, features[node], splits[node], missing[node])
+                rows[link][3] = children[0]
+                rows[link][4] = chain[k + 1] if k + 1 < len(chain) else children[1]
+    table = np.asarray(rows, dtype=np.float32)
+    return table, np.asarray(leaf_rows, dtype=np.float32), np.asarray(root_rows, dtype=np.float32), len(roots)
+
+
 # ----------------------------------------------------------------------------- emitting helpers
 class _Builder:
     """Adds the digital nodes after the trees, each on a fresh temporary tensor."""
@@ -154,9 +265,39 @@ def _transform(b: _Builder, scores: str, transform: str, output: str | None) -> 
         return b.node(ops.Unary("sigmoid"), [scores], shape, output=output)
     if transform == "PROBIT":
         return b.node(ops.Unary("probit"), [scores], shape, output=output)
+    if transform == "SOFTMAX_ZERO":
+        return _softmax_zero(b, scores, output)
     if output is None:
         return scores
     return b.node(ops.Binary("add"), [scores, b.const("zero", 0.0)], shape, output=output)
+
+
+def _softmax_zero(b: _Builder, scores: str, output: str | None) -> str:
+    """onnxruntime's ``ComputeSoftmaxZero``: scores with |s| <= 1e-7 (float32) stay out of the sum
+    and become s · exp(-max), the others exp(s - max); all divided by the sum. The mask is
+    clip((|s| - 1e-7) · 1e30, 0, 1), exactly 0 or 1 (the smallest float32 step above 1e-7 times
+    1e30 is far above 1), so the masked sum adds the same terms as onnxruntime."""
+    rows, n = b.ctx.g.shape(scores)
+    shape, column = (rows, n), (rows, 1)
+    top = b.node(ops.Reduce("max", (1,), True), [scores], column, hint="max")
+    exps = b.node(ops.Unary("exp"), [b.node(ops.Binary("sub"), [scores, top], shape, hint="shifted")], shape,
+                  hint="exp")
+    above = b.node(ops.Binary("sub"), [b.node(ops.Unary("abs"), [scores], shape, hint="abs"),
+                                       b.const("eps", np.float32(1e-7))], shape, hint="above")
+    keep = b.node(ops.Clip(0.0, 1.0), [b.node(ops.Binary("mul"), [above, b.const("big", 1e30)], shape, hint="steep")],
+                  shape, hint="keep")
+    kept = b.node(ops.Binary("mul"), [exps, keep], shape, hint="kept")
+    total = b.node(ops.Reduce("sum", (1,), True), [kept], column, hint="sum")
+    # s · exp(-max) for the near-zero scores; exp's argument capped so that a very negative max
+    # (then no score is near zero) gives 0 · finite rather than 0 · inf
+    neg_top = b.node(ops.Clip(-3.0e38, 80.0), [b.node(ops.Unary("neg"), [top], column, hint="negmax")], column,
+                     hint="capped")
+    small = b.node(ops.Binary("mul"), [scores, b.node(ops.Binary("sub"), [b.const("one", 1.0), keep], shape,
+                                                      hint="drop")], shape, hint="small")
+    small = b.node(ops.Binary("mul"), [small, b.node(ops.Unary("exp"), [neg_top], column, hint="scale")], shape,
+                   hint="scaled")
+    both = b.node(ops.Binary("add"), [kept, small], shape, hint="both")
+    return b.node(ops.Binary("div"), [both, total], shape, output=output, hint="softmax0")
 
 
 def _rows(ctx: NodeContext) -> tuple[str, int, int]:
@@ -168,24 +309,23 @@ def _rows(ctx: NodeContext) -> tuple[str, int, int]:
     return x, shape[0], shape[1]
 
 
-def _ensemble(ctx: NodeContext, b: _Builder, x: str, prefix: str, n_targets: int) -> tuple[str, int]:
-    table, leaves, roots, n_trees = tree_tables(ctx, prefix, n_targets)
+def _ensemble(ctx: NodeContext, b: _Builder, x: str, tables, n_targets: int, aggregate: str = "SUM") -> str:
+    """The ``TreeEnsemble`` node of ``tables`` (``tree_tables``); its raw per-target scores."""
+    table, leaves, roots, n_trees = tables
     features = ctx.g.shape(x)[1]
     used = table[table[:, 2] != 0, 0]
     if used.size and (used.min() < 0 or used.max() >= features):
         raise ctx.fail(f"a node tests feature {int(used.max())} but the input has {features} features")
-    raw = b.node(ops.TreeEnsemble(n_trees, n_targets),
-                 [x, b.const("nodes", table), b.const("leaves", leaves), b.const("roots", roots)],
-                 (1, n_targets), hint="scores")
-    return raw, n_trees
+    return b.node(ops.TreeEnsemble(n_trees, n_targets, "SUM" if aggregate == "AVERAGE" else aggregate),
+                  [x, b.const("nodes", table), b.const("leaves", leaves), b.const("roots", roots)],
+                  (1, n_targets), hint="scores")
 
 
 # ----------------------------------------------------------------------------- converters
-def _static_scores(ctx: NodeContext, n_targets: int) -> None:
-    """onnxruntime writes 0 for a target none of the reached leaves has a weight for, base value or
-    not; nmc adds base values unconditionally, so it requires every tree to weigh a target on all
-    of its leaves or on none."""
-    table, leaves, _, _ = tree_tables(ctx, "target", n_targets)
+def _static_scores(ctx: NodeContext, table: np.ndarray, leaves: np.ndarray) -> None:
+    """Under SUM / AVERAGE, onnxruntime writes 0 for a target none of the reached leaves has a
+    weight for, base value or not; nmc adds base values unconditionally, so it requires every
+    tree to weigh a target on all of its leaves or on none."""
     is_leaf = table[:, 2] == 0
     for tree in np.unique(table[:, 6]):
         weighed = ~np.isnan(leaves[is_leaf & (table[:, 6] == tree)])
@@ -194,17 +334,19 @@ def _static_scores(ctx: NodeContext, n_targets: int) -> None:
                            "outputs 0 or the score plus base depending on the leaf reached, which nmc does not model")
 
 
-@converter("TreeEnsembleRegressor")
-def tree_ensemble_regressor(ctx: NodeContext) -> None:
-    b = _Builder(ctx)
-    x, rows, _ = _rows(ctx)
-    n_targets = int(ctx.attr("n_targets", 1))
-    aggregate = ctx.attr("aggregate_function", "SUM")
-    if aggregate not in AGGREGATES:
-        raise ctx.fail(f"aggregate_function {aggregate!r} is not supported; supported: {', '.join(AGGREGATES)}")
-    transform = _post_transform(ctx)
-    base = _values(ctx, "base_values", [])
-    raw, n_trees = _ensemble(ctx, b, x, "target", n_targets)
+def _regression(ctx: NodeContext, b: _Builder, x: str, tables, n_targets: int, aggregate: str, transform: str,
+                base: np.ndarray) -> None:
+    """What onnxruntime's TreeAggregator{Sum, Average, Min, Max} do after the trees (the
+    regressor and TreeEnsemble)."""
+    rows = ctx.g.shape(x)[0]
+    table, leaves, roots, n_trees = tables
+    extreme = aggregate in ("MIN", "MAX")
+    if extreme and n_targets > 1 and len(base) == n_targets:
+        # onnxruntime: score + base where a reached leaf has a value, else 0; min(w) + b equals
+        # min(w + b) in float32 (rounding is monotonic), so the base goes into leaf memory
+        leaves = (leaves + base.astype(np.float32).reshape(1, -1)).astype(np.float32)
+        base = np.zeros(0, np.float32)
+    raw = _ensemble(ctx, b, x, (table, leaves, roots, n_trees), n_targets, aggregate)
     scores = raw
     if aggregate == "AVERAGE":
         scores = b.node(ops.Binary("div"), [scores, b.const("trees", float(n_trees))], (rows, n_targets), hint="avg")
@@ -214,10 +356,47 @@ def tree_ensemble_regressor(ctx: NodeContext) -> None:
         _transform(b, scores, "PROBIT" if transform == "PROBIT" else "NONE", ctx.output)
         return
     if len(base) == n_targets:
-        _static_scores(ctx, n_targets)
+        _static_scores(ctx, table, leaves)
         scores = b.node(ops.Binary("add"), [scores, b.const("base", base.reshape(1, -1))], (rows, n_targets),
                         hint="base")
     _transform(b, scores, transform, ctx.output)
+
+
+@converter("TreeEnsembleRegressor")
+def tree_ensemble_regressor(ctx: NodeContext) -> None:
+    b = _Builder(ctx)
+    x, _, _ = _rows(ctx)
+    n_targets = int(ctx.attr("n_targets", 1))
+    aggregate = ctx.attr("aggregate_function", "SUM")
+    if aggregate not in AGGREGATES:
+        raise ctx.fail(f"aggregate_function {aggregate!r} is not supported; supported: {', '.join(AGGREGATES)}")
+    if aggregate in ("MIN", "MAX"):
+        weights = list(zip(ctx.attr("target_treeids", []), ctx.attr("target_nodeids", []), ctx.attr("target_ids", [])))
+        if len(set(weights)) != len(weights):
+            raise ctx.fail(f"a leaf has two weights for one target under {aggregate}: onnxruntime compares them "
+                           "one by one, nmc keeps one value per leaf and target")
+    base = _values(ctx, "base_values", [])
+    _regression(ctx, b, x, tree_tables(ctx, "target", n_targets), n_targets, aggregate, _post_transform(ctx), base)
+
+
+@converter("TreeEnsemble")
+def tree_ensemble(ctx: NodeContext) -> None:
+    """ai.onnx.ml opset 5: a regressor without base values; onnxruntime turns it into the older
+    form (BRANCH_MEMBER as chains of BRANCH_EQ) and aggregates it the same way."""
+    b = _Builder(ctx)
+    x, _, _ = _rows(ctx)
+    n_targets = int(ctx.attr("n_targets", 0))
+    if n_targets < 1:
+        raise ctx.fail("n_targets must be positive")
+    aggregate, transform = int(ctx.attr("aggregate_function", 1)), int(ctx.attr("post_transform", 0))
+    if not 0 <= aggregate < len(V5_AGGREGATES):
+        raise ctx.fail(f"aggregate_function {aggregate} is not supported; supported: "
+                       + ", ".join(f"{k} ({a})" for k, a in enumerate(V5_AGGREGATES)))
+    if not 0 <= transform < len(V5_TRANSFORMS):
+        raise ctx.fail(f"post_transform {transform} is not supported; supported: "
+                       + ", ".join(f"{k} ({t})" for k, t in enumerate(V5_TRANSFORMS)))
+    _regression(ctx, b, x, tree_tables_v5(ctx, n_targets), n_targets, V5_AGGREGATES[aggregate],
+                V5_TRANSFORMS[transform], np.zeros(0, np.float32))
 
 
 @converter("TreeEnsembleClassifier", integer_outputs=True)
@@ -235,7 +414,7 @@ def tree_ensemble_classifier(ctx: NodeContext) -> None:
     base = np.zeros(0, np.float32) if base is None else base
     class_ids = np.asarray(ctx.attr("class_ids", []), dtype=np.int64)
     weights = _values(ctx, "class_weights", [])
-    raw, _ = _ensemble(ctx, b, x, "class", n)
+    raw = _ensemble(ctx, b, x, tree_tables(ctx, "class", n), n)
     label_out = ctx.node.output[0] if len(ctx.node.output) > 0 and ctx.node.output[0] else None
     prob_out = ctx.node.output[1] if len(ctx.node.output) > 1 and ctx.node.output[1] else None
     # has_score: onnxruntime tracks per sample whether a reached leaf had a weight for the class;
