@@ -2,7 +2,6 @@
 published figure stays within the stated bound or names its known gap."""
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -10,17 +9,14 @@ from pathlib import Path
 import pytest
 
 from backends.costs import Costs, adc_survey_pj
+from helpers import load_example
 
 SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "cost_calibration.py"
 
 
 @pytest.fixture(scope="module")
 def calibration():
-    spec = importlib.util.spec_from_file_location("cost_calibration", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module   # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_example("cost_calibration")
 
 
 def test_calibration_table_is_up_to_date(calibration):

@@ -2,21 +2,17 @@
 examples/cnn_on_pcm.py and examples/compare_targets.py, checked for what they claim to show."""
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_example
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
+    return load_example(name)
 
 
 @pytest.mark.parametrize("name", ["cnn_on_pcm", "compare_targets"])

@@ -2,11 +2,10 @@
 runs, prints its table, and its numbers say what the codings promise."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_example
 
 pytest.importorskip("skl2onnx")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -14,11 +13,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("trees_on_cam", EXAMPLES / "trees_on_cam.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
+    return load_example("trees_on_cam")
 
 
 @pytest.fixture(scope="module")

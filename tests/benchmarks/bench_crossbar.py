@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,9 @@ sys.path.insert(0, str(ROOT))
 from compiler import compile_model  # noqa: E402
 from runtime import SimOptions, execute  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ideal import best_time  # noqa: E402  (one timing rule for all benchmarks)
+
 DAY = 86400.0
 CONDITIONS = {
     "pcm": SimOptions(time=DAY, seed=0, noise=True),
@@ -32,17 +34,6 @@ CONDITIONS = {
     "sram-analog": SimOptions(seed=0, noise=True),
     "sram-digital": SimOptions(),
 }
-
-
-def best_time(fn, repeats: int) -> float:
-    """Smallest wall time of ``repeats`` calls (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def bench_digits_cnn(targets: list[str], repeats: int) -> None:
