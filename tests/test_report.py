@@ -216,3 +216,33 @@ def test_report_in_a_headless_browser(programs, tmp_path):
     assert len(set(rows)) > 200, "the screenshot is (nearly) blank"
     assert shot.stat().st_size > 20_000
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_tree_ensemble_report_on_cam(tmp_path):
+    """A forest on the analog CAM: rows, arrays, utilisation and per-decision figures."""
+    pytest.importorskip("skl2onnx")
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+    from skl2onnx import to_onnx
+
+    x, y = load_breast_cancer(return_X_y=True)
+    x = x.astype(np.float32)
+    forest = RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0).fit(x, y)
+    model = to_onnx(forest, x[:1], options={id(forest): {"zipmap": False}},
+                    target_opset={"": 17, "ai.onnx.ml": 3})
+    (tmp_path / "rf.onnx").write_bytes(model.SerializeToString())
+    path = tmp_path / "rf.nmc"
+    assert main(["compile", str(tmp_path / "rf.onnx"), "--target", "acam", "-o", str(path)]) == 0
+    program, target, stats = _stats(path)
+    data = json.loads(_report(path, "json", tmp_path / "r.json"))
+    s = data["summary"]
+    assert (s["latency_cycles"], s["energy_per_inference_pj"]) == (stats.latency_cycles, stats.energy_total_pj)
+    assert s["throughput_per_s"] == stats.throughput_per_s
+    cam_layer = next(row for row in data["layers"] if row["unit"] == "cam")
+    cam = cam_layer["records"]["cam"]
+    assert cam_layer["rows_used"] == cam["rows"] >= cam["paths"] > 0
+    assert cam_layer["crossbars"] == cam["arrays"] == s["arrays_by_kind"]["cam"]["used"]
+    assert 0 < cam_layer["utilization"] == s["arrays_by_kind"]["cam"]["utilization"] <= 1
+    html = _report(path, "html", tmp_path / "r.html")
+    assert f"{cam['rows']} rows for {cam['paths']} root-to-leaf paths" in html
+    assert "no MACs" in html

@@ -172,6 +172,11 @@ def _layer_rows(mapping: dict, target: Target, stats: Stats) -> list[dict]:
             "tile_list": tiles,
             "records": {k: v for k, v in layer.items() if k not in _TABLE_FIELDS},
         }
+        cam = row["records"].get("cam")
+        if isinstance(cam, dict):  # a tree ensemble: its CAM rows, arrays and cores
+            row.update(rows_used=cam["rows"], cols_used=cam["columns"], crossbars=cam["arrays"],
+                       cores=sorted({b["core"] + i for b in cam["blocks"] for i in range(b["chained"])}),
+                       utilization=cam["utilization"])
         if tiles or any(isinstance(v, dict) and v.get("blocks") for v in row["records"].values()):
             row["color"] = layer_color(colour)
             colour += 1
@@ -262,6 +267,11 @@ def build_report(program: Program, target: Target, mapping: dict, stats: Stats |
     summary = summarize(program, target, mapping, stats)
     summary["arrays_by_kind"] = {g["kind"]: {"used": g["arrays_used"], "available": g["count"] * g["arrays_per_core"]}
                                  for g in plan["groups"] if g["arrays_per_core"]}
+    cams = [row["records"]["cam"] for row in layers if isinstance(row["records"].get("cam"), dict)]
+    if cams and "cam" in summary["arrays_by_kind"]:  # tree ensembles: CAM rows and how full the used arrays are
+        summary["arrays_by_kind"]["cam"].update(
+            rows_used=sum(c["rows"] for c in cams), paths=sum(c["paths"] for c in cams),
+            utilization=sum(c["utilization"] * c["arrays"] for c in cams) / max(1, sum(c["arrays"] for c in cams)))
     io_energy = float(stats.energy_by_layer_pj.get(IO_LAYER, 0.0))
     io_cycles = float(stats.cycles_by_layer.get(IO_LAYER, 0.0))
     return {
