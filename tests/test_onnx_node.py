@@ -22,7 +22,7 @@ from compiler.frontend import supported_ops
 # Test-name prefixes of each supported operator's node tests (ONNX names most tests after the
 # operator in snake case; a few differ).
 NODE_TESTS = {
-    "Abs": "abs", "Add": "add", "AveragePool": "averagepool", "BatchNormalization": "batchnorm",
+    "Abs": "abs", "Add": "add", "ArgMax": "argmax", "AveragePool": "averagepool", "BatchNormalization": "batchnorm",
     "Cast": "cast", "CastLike": "castlike", "Ceil": "ceil", "Clip": "clip", "Concat": "concat",
     "Conv": "(basic_)?conv", "DequantizeLinear": "dequantizelinear", "Div": "div", "Dropout": "(training_)?dropout", "Erf": "erf", "Exp": "exp",
     "Flatten": "flatten", "Floor": "floor", "Gelu": "gelu", "Gemm": "gemm",

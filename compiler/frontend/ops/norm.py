@@ -70,3 +70,24 @@ def reduce(ctx: NodeContext) -> None:
     if rank == 0:
         return ctx.alias(ctx.output, ctx.input(0))
     ctx.emit(ops.Reduce(_REDUCE[ctx.node.op_type], tuple(axes), keepdims), [ctx.input(0)])
+
+
+@converter("ArgMax", integer_outputs=True)
+def argmax(ctx: NodeContext) -> None:
+    """The index of the largest element; nmc holds indices as float32 integers (exact below 2^24)."""
+    rank = len(ctx.shape(0))
+    axis = norm_axis(int(ctx.attr("axis", 0)), rank, ctx)
+    keepdims = bool(ctx.attr("keepdims", 1))
+    out_shape = ctx.out_shape()
+    if not ctx.attr("select_last_index", 0):
+        ctx.emit(ops.ArgMax(axis, keepdims), [ctx.input(0)])
+        return
+    # the last index of the maximum is n - 1 - (the first index of the maximum, axis reversed)
+    n = ctx.shape(0)[axis]
+    reversed_x = ctx.emit(ops.Slice(tuple(n - 1 if a == axis else 0 for a in range(rank)),
+                                    tuple(-1 if a == axis else 1 for a in range(rank))),
+                          [ctx.input(0)], ctx.temp("reversed"), ctx.shape(0))
+    first = ctx.emit(ops.ArgMax(axis, keepdims), [reversed_x], ctx.temp("first"), out_shape)
+    negated = ctx.emit(ops.Binary("mul"), [first, ctx.add_const("minus_one", np.float32(-1))],
+                       ctx.temp("negated"), out_shape)
+    ctx.emit(ops.Binary("add"), [negated, ctx.add_const("last", np.float32(n - 1))])
