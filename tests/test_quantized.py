@@ -160,3 +160,11 @@ def test_partition_policy_is_recorded():
     assert units[0] == ("vector", "first matrix layer kept digital by policy (first_digital)")
     assert units[-1] == ("vector", "last matrix layer kept digital by policy (last_digital)")
     assert all(u == "crossbar" for u, _ in units[1:-1])
+
+
+@pytest.mark.parametrize("option", ["rows=100000", "cols=257", "rows=-3"])
+def test_tile_sizes_beyond_the_crossbar_are_refused(option):
+    from compiler.errors import CompileError
+
+    with pytest.raises(CompileError, match=r"pass tile-mapping: (rows|cols)=-?\d+ must be between 1 and the target's 256"):
+        compile_model(EXAMPLES / "digits_cnn.onnx", target="pcm", pass_options={"tile-mapping": option})

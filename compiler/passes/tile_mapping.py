@@ -60,6 +60,11 @@ class TileMapping(Pass):
 
     def run(self, g: Graph, target=None) -> bool:
         crossbar = target.crossbar if target is not None else None
+        if crossbar is not None:
+            for option, value, size in (("rows", self.rows, crossbar.rows), ("cols", self.cols, crossbar.cols)):
+                if not 0 <= value <= size:
+                    raise CompileError(f"pass {self.name}: {option}={value} must be between 1 and the "
+                                       f"target's {size} (0: use all {size})")
         changed = False
         for node, mapping in crossbar_layers(g):
             q = g.constants[mapping.quant.weights]
