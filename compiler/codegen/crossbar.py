@@ -17,6 +17,7 @@ from compiler.ir.graph import Node
 from compiler.ir.mapping import LayerMapping
 from compiler.passes.bit_slicing import block_matrix
 from isa.program import Tile
+from isa.views import CoreRef
 
 VECTOR_CORE = 0
 _TINY = 1e-30
@@ -72,13 +73,13 @@ class CrossbarLowering:
         cores = sorted({t.core for t in mapping.tiles})
         remote_in = {}
         for c in cores:
-            e.emit("send", _core(c), view(qin, 0, [(in_size, 1)]))
+            e.emit("send", CoreRef(c), view(qin, 0, [(in_size, 1)]))
         q = self.g.constants[quant.weights]
         partials = []
         for c in cores:
             e.core = c
             remote_in[c] = e.buffer(in_size, dtype="i32")
-            e.emit("recv", view(remote_in[c], 0, [(in_size, 1)]), _core(VECTOR_CORE))
+            e.emit("recv", view(remote_in[c], 0, [(in_size, 1)]), CoreRef(VECTOR_CORE))
             for index, block in enumerate(mapping.tiles):
                 if block.core != c:
                     continue
@@ -90,7 +91,7 @@ class CrossbarLowering:
                     self._conv_block(node.op, name, part, remote_in[c], block, channels, p_spatial, o_spatial, rank)
                 else:
                     self._dense_block(name, part, remote_in[c], block, rows, k)
-                e.emit("send", _core(VECTOR_CORE), view(part, 0, [(n_out * n_pos, 1)]))
+                e.emit("send", CoreRef(VECTOR_CORE), view(part, 0, [(n_out * n_pos, 1)]))
                 partials.append((c, block, n_out))
         # 3. gather partial sums on the vector core, dequantise, add the bias
         e.core = VECTOR_CORE
@@ -99,7 +100,7 @@ class CrossbarLowering:
         mg = m // (node.op.group if conv else 1)
         for c, block, n_out in partials:
             back = e.buffer(n_out * n_pos, dtype="i32")
-            e.emit("recv", view(back, 0, [(n_out * n_pos, 1)]), _core(c))
+            e.emit("recv", view(back, 0, [(n_out * n_pos, 1)]), CoreRef(c))
             ch0 = block.group * mg + block.out
             if conv:  # acc and partials are [channel, position]
                 dst = view(acc, ch0 * n_pos, [(n_out, n_pos), (n_pos, 1)])
@@ -156,9 +157,3 @@ class CrossbarLowering:
         with self.e.loop(rows) as r:
             self.e.emit("xmvm", view(part, affine(0, (r, n_out)), [(n_out, 1)]), weight(tile),
                         view(src_buf, affine(block.channel, (r, k)), [(block.channels, 1)]))
-
-
-def _core(index: int):
-    from isa.views import CoreRef
-
-    return CoreRef(index)
