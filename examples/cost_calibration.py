@@ -31,6 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
 from backends.target import CrossbarCores, Target, load_target  # noqa: E402
 from isa import parse_program  # noqa: E402
+from isa.docs import refresh  # noqa: E402
 from runtime.timing import area, estimate  # noqa: E402
 
 DOC = ROOT / "docs" / "calibration.md"
@@ -336,17 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         for (net, preset), seconds in timings.items():
             print(f"timing {net} on {preset}: {seconds:.3f} s")
         return 0
-    current = DOC.read_text()
-    fresh = update(current, timings)
-    if args.check:
-        if fresh != current:
-            print(f"{DOC} is out of date; run `python examples/cost_calibration.py`", file=sys.stderr)
-            return 1
-        return 0
-    if fresh != current:
-        DOC.write_text(fresh)
-        print(f"wrote {DOC}")
-    return 0
+    return refresh(DOC, lambda current: update(current, timings), "python examples/cost_calibration.py", args.check)
 
 
 if __name__ == "__main__":

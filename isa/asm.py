@@ -10,7 +10,7 @@ import lark
 from lark import Transformer, v_args
 
 from isa.errors import AsmSyntaxError
-from isa.instructions import OPCODES, Instr, Loop, Statement
+from isa.instructions import OPCODES, Instr, Loop
 from isa.program import Buffer, Const, Layer, Port, Program, Tile
 from isa.views import Affine, CoreRef, Imm, View, WeightRef
 

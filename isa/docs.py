@@ -90,16 +90,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", nargs="?", type=Path, default=DEFAULT_PATH)
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
     args = parser.parse_args(argv)
-    current = args.path.read_text()
-    fresh = update(current)
-    if args.check:
+    return refresh(args.path, update, "python -m isa.docs", args.check)
+
+
+def refresh(path: Path, update_text, command: str, check: bool) -> int:
+    """Rewrite the generated regions of a document (``update_text(current) -> fresh``), or with
+    ``check`` only say whether they are out of date (exit status 1)."""
+    current = path.read_text()
+    fresh = update_text(current)
+    if check:
         if fresh != current:
-            print(f"{args.path} is out of date; run `python -m isa.docs`", file=sys.stderr)
+            print(f"{path} is out of date; run `{command}`", file=sys.stderr)
             return 1
         return 0
     if fresh != current:
-        args.path.write_text(fresh)
-        print(f"wrote {args.path}")
+        path.write_text(fresh)
+        print(f"wrote {path}")
     return 0
 
 

@@ -91,6 +91,10 @@ class Program:
     data: dict[str, np.ndarray] = field(default_factory=dict)
     version: int = FORMAT_VERSION
 
+    def dtype_of(self, name: str) -> str:
+        """Element type of a buffer or constant."""
+        return self.buffers[name].dtype if name in self.buffers else self.consts[name].dtype
+
     def instruction_count(self) -> int:
         """Static instructions (a loop counts as one plus its body)."""
         from isa.instructions import Loop

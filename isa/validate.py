@@ -102,20 +102,16 @@ _DTYPE_RULES = {"cenc": ("i32", "f32", "f32", "f32", "f32"), "csearch": ("f32", 
                 "mvm": ("f32", None, "f32")}
 
 
-def _dtype(p: Program, v: View) -> str:
-    return p.buffers[v.buffer].dtype if v.buffer in p.buffers else p.consts[v.buffer].dtype
-
-
 def _check_dtypes(p: Program, ins: Instr) -> None:
     rule = _DTYPE_RULES.get(ins.opcode)
     if rule is not None:
         for want, op in zip(rule, ins.operands):
-            if want is not None and isinstance(op, View) and _dtype(p, op) != want:
-                raise ProgramError(f"{ins.opcode} operand {op.buffer} is {_dtype(p, op)}, expected {want}")
+            if want is not None and isinstance(op, View) and p.dtype_of(op.buffer) != want:
+                raise ProgramError(f"{ins.opcode} operand {op.buffer} is {p.dtype_of(op.buffer)}, expected {want}")
         return
     if ins.opcode == "argmax":
         return
-    kinds = {_dtype(p, v) for v in ins.views()}
+    kinds = {p.dtype_of(v.buffer) for v in ins.views()}
     if len(kinds) > 1:
         raise ProgramError(f"operands mix element types {sorted(kinds)}; convert with quant/dequant")
 

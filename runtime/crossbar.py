@@ -66,7 +66,9 @@ class ProgrammedTile:
         # levels[j][p]: integer cell levels of weight slice j, polarity p (0: G+ / offset, 1: G−)
         self.levels = [[(m >> (j * cb)) & self.cell_max for m in mags] for j in range(self.n_slices)]
         self.states = [[self._program(lv) for lv in pair] for pair in self.levels]
-        self.g_eff = self._conductances(options.time)
+        self.g_eff = np.stack(self._conductances(options.time))  # [J, N, K], fixed for the run
+        sigma = self._read_sigma()
+        self.read_var = None if sigma is None else np.stack(sigma) ** 2  # per-cell read variance [J, N, K]
         self.compensation = 1.0
         self.adc_offset = None
         if options.noise and spec.analog and device.adc_offset_lsb > 0:
@@ -182,11 +184,9 @@ class ProgrammedTile:
         d = np.stack([(xu >> (i * dac)) & dmask for i in range(n_in)]).astype(np.float64)  # [I, M, K]
         m, k = xu.shape
         n = self.q.shape[0]
-        g = np.stack(self.g_eff)  # [J, N, K]
-        currents = (d.reshape(n_in * m, k) @ g.reshape(-1, k).T).reshape(n_in, m, self.n_slices, n)
-        sigma = self._read_sigma()
-        if sigma is not None:
-            var = (d ** 2).reshape(n_in * m, k) @ (np.stack(sigma) ** 2).reshape(-1, k).T
+        currents = (d.reshape(n_in * m, k) @ self.g_eff.reshape(-1, k).T).reshape(n_in, m, self.n_slices, n)
+        if self.read_var is not None:
+            var = (d ** 2).reshape(n_in * m, k) @ self.read_var.reshape(-1, k).T
             currents = currents + np.sqrt(var).reshape(currents.shape) * self.rng.standard_normal(currents.shape)
         lsb, lo, hi = self.adc()
         if self.options.noise and self.device.adc_noise_lsb > 0:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backends.target import CamCores, CrossbarCores, Target, VectorCores
-from isa.instructions import BINARY_OPS, REDUCE_OPS, UNARY_OPS, Instr, Loop
+from isa.instructions import BINARY_OPS, REDUCE_OPS, Instr, Loop
 from isa.program import Program
 from isa.views import View
 
@@ -176,7 +176,7 @@ class CostModel:
                 energy = work * c.vector_op_pj
             else:
                 per = c.vector_mul_pj if op in _MULS or op in _SPECIAL else c.vector_op_pj
-                if op in BINARY_OPS and any(self._dtype(v) == "i32" for v in views):
+                if op in BINARY_OPS and any(self.p.dtype_of(v.buffer) == "i32" for v in views):
                     per = c.vector_int_op_pj
                 energy = work * per
             slow = c.vector_special_cycles if op in _SPECIAL else 1
@@ -188,9 +188,6 @@ class CostModel:
         cost.layer_energy[name] += sum(cost.energy.values())
         cost.layer_cycles[name] += cost.cycles
         return cost
-
-    def _dtype(self, v: View) -> str:
-        return self.p.buffers[v.buffer].dtype if v.buffer in self.p.buffers else self.p.consts[v.buffer].dtype
 
     def xmvm_shape(self, ins: Instr) -> dict:
         """The counts one xmvm implies: reads, rows, outputs, slices, conversions."""

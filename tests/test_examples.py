@@ -2,7 +2,6 @@
 examples/cnn_on_pcm.py and examples/compare_targets.py, checked for what they claim to show."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest

@@ -9,7 +9,6 @@ between cores are all in between.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np

@@ -14,6 +14,7 @@ from compiler.errors import CompileError
 from compiler.frontend.ops.nn import pool_divisors
 from compiler.ir import ops
 from compiler.ir.graph import Graph, Node
+from isa.program import Program
 
 _REDUCE_OPCODE = {"sum": "rsum", "mean": "rmean", "max": "rmax", "min": "rmin"}
 
@@ -81,11 +82,8 @@ class Lowering:
 
     # ------------------------------------------------------------------ ops
     def lower_reshape(self, node: Node, op: ops.Reshape) -> None:
-        x, y = node.inputs[0], node.outputs[0]
-        if self.g.is_const(x):
-            self.e.location[y] = self.place(x)
-        else:
-            self.e.location[y] = self.place(x)
+        """Data order is unchanged: the output is the input's storage under a new shape."""
+        self.e.location[node.outputs[0]] = self.place(node.inputs[0])
 
     def lower_dense(self, node: Node, op: ops.Dense) -> None:
         x, w, y = node.inputs[0], node.inputs[1], node.outputs[0]
