@@ -29,6 +29,7 @@ import numpy as np
 import onnx
 from onnx import helper, shape_inference
 
+from compiler import oracle
 from compiler.errors import CompileError
 from compiler.frontend.loader import detect_batched, read_model, real_inputs
 from compiler.ir import ops
@@ -103,11 +104,9 @@ def iter_activations(model: str | os.PathLike | onnx.ModelProto, samples: Sample
 
 def _run(proto: onnx.ModelProto, feeds: dict[str, np.ndarray], tensors: set[str] | None,
          batch: int = BATCH) -> Iterator[dict[str, np.ndarray]]:
-    import onnxruntime as ort
-
     extended, names = _with_all_outputs(proto, tensors)
     try:
-        session = ort.InferenceSession(extended.SerializeToString(), providers=["CPUExecutionProvider"])
+        session = oracle.session(extended)
     except Exception as e:  # onnxruntime raises its own untyped exceptions
         raise CalibrationError(f"onnxruntime cannot load the model for calibration: {_first_line(e)}") from None
     count = next(iter(feeds.values())).shape[0]

@@ -4,15 +4,14 @@
 DequantizeLinear (folded to float constants by the loader) and a QuantizeLinear →
 DequantizeLinear pair after the input and after every layer (one ``FakeQuant`` node each).
 
-The oracle is onnxruntime on the same QDQ model, in two ways. With graph optimisations off it
-evaluates the QDQ graph as written, in float32, as nmc does: outputs are identical except where
-an activation lies within float rounding of a quantisation tie, which summing a convolution in
-another order can flip by one step (one element in ~10^5 here, one output step at most). With
-its default optimisations onnxruntime fuses QDQ groups into integer kernels (QLinearConv,
-QLinearMatMul, QLinearSoftmax); they agree as well, except that QLinearSoftmax rounds the top
-probability one step lower. Either way the largest difference is one step of the output grid
-(1/128 to 1/255 of its range), which is why the bound below counts output steps and differing
-outputs rather than a relative tolerance.
+The oracle is onnxruntime on the same QDQ model with basic graph optimisations only
+(``compiler.oracle``): it evaluates the QDQ graph as written, in float32, as nmc does. Outputs
+are identical except where an activation lies within float rounding of a quantisation tie,
+which summing a convolution in another order can flip by one step (one element in ~10^5 here,
+one output step at most), which is why the bound below counts output steps and differing
+outputs rather than a relative tolerance. onnxruntime's default optimisations fuse QDQ groups
+into integer kernels whose rounding is its own (1.32 differs from the graph as written by up to
+8.0 in a logit of the CNN); they are no oracle of the model's meaning.
 """
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from compiler import compile_model
+from compiler import compile_model, oracle
 from compiler.errors import NotConstantError, UnsupportedOpError
 from compiler.frontend import import_onnx
 from compiler.ir import ops
@@ -76,11 +75,8 @@ def qdq_model(tmp_path_factory, digits):
     return make
 
 
-def run_ort(path: Path, x: np.ndarray, optimise: bool) -> np.ndarray:
-    options = ort.SessionOptions()
-    if not optimise:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+def run_ort(path: Path, x: np.ndarray) -> np.ndarray:
+    session = oracle.session(onnx.load(path))
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
@@ -129,10 +125,7 @@ def test_ideal_matches_onnxruntime(qdq_model, digits, model, per_channel, activa
     x = digits[MODELS[model][1]].astype(np.float32)
     ours, _ = run_nmc(path, x, "ideal")
     step = output_step(path)
-    assert_matches_ort(ours, run_ort(path, x, optimise=False), step)  # the QDQ graph in float32
-    # onnxruntime's integer kernels: its QLinearSoftmax (MLP) gives the winning class 254/255
-    # where softmax then QuantizeLinear gives 255/255, one output in ten (one per sample)
-    assert_matches_ort(ours, run_ort(path, x, optimise=True), step, differing=0.15)
+    assert_matches_ort(ours, run_ort(path, x), step)  # the QDQ graph in float32
 
 
 @pytest.mark.parametrize("model,per_channel,activation", VARIANTS)
@@ -152,8 +145,8 @@ def test_sram_digital_follows_the_model_quantisation(qdq_model, digits, model, p
         if mapping.unit == "crossbar":  # the input scale is the QDQ scale of the producer
             producer = g.producer(node.inputs[0])
             assert mapping.quant.input_scale == producer.op.scale[0]
-    assert_matches_ort(ours, run_ort(path, x, optimise=False), output_step(path))
-    float_accuracy = (run_ort(EXAMPLES / file, x, optimise=True).argmax(-1) == digits["y"]).mean()
+    assert_matches_ort(ours, run_ort(path, x), output_step(path))
+    float_accuracy = (run_ort(EXAMPLES / file, x).argmax(-1) == digits["y"]).mean()
     assert (ours.argmax(-1) == digits["y"]).mean() >= float_accuracy - 0.02
 
 
@@ -305,7 +298,7 @@ def test_dequantising_integer_input_needs_a_constant():
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
 def test_verify_accepts_one_step_of_the_output_grid(qdq_model, digits, model):
     """nmc verify passes a QDQ model on ideal: the outputs agree with onnxruntime's up to one
-    step of the model's own output grid (ties and fused integer kernels), not to 1e-4."""
+    step of the model's own output grid (rounding ties), not to 1e-4."""
     from compiler.verify import output_steps, verify_model
 
     path = qdq_model(model, True, "QInt8")
