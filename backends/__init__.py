@@ -1,4 +1,4 @@
 """Chip descriptions (targets) and device models. Imports only ``isa``."""
-from backends.target import Target, TargetError, load_target, parse_target, preset_names
+from nmc.backends.target import Target, TargetError, load_target, parse_target, preset_names
 
 __all__ = ["Target", "TargetError", "load_target", "parse_target", "preset_names"]

@@ -11,8 +11,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from backends.costs import COST_FIELDS, Costs
-from isa.errors import NmcError
+from nmc.backends.costs import COST_FIELDS, Costs
+from nmc.isa.errors import NmcError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -1,4 +1,4 @@
 """nmc's compiler: ONNX → graph IR → passes → ISA program."""
-from compiler.driver import Compiled, compile_model
+from nmc.compiler.driver import Compiled, compile_model
 
 __all__ = ["compile_model", "Compiled"]

@@ -29,11 +29,11 @@ import numpy as np
 import onnx
 from onnx import helper, shape_inference
 
-from compiler import oracle
-from compiler.errors import CompileError
-from compiler.frontend.loader import detect_batched, read_model, real_inputs
-from compiler.ir import ops
-from compiler.ir.graph import Graph
+from nmc.compiler import oracle
+from nmc.compiler.errors import CompileError
+from nmc.compiler.frontend.loader import detect_batched, read_model, real_inputs
+from nmc.compiler.ir import ops
+from nmc.compiler.ir.graph import Graph
 
 DEFAULT_PERCENTILE = 99.99
 BATCH = 64            # samples per onnxruntime call: bounds the memory of all intermediates at once

@@ -21,8 +21,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from compiler.progress import Progress
-from isa.errors import NmcError
+from nmc.compiler.progress import Progress
+from nmc.isa.errors import NmcError
+from nmc.isa.files import write_atomic
+from nmc.runtime.display import si
+from nmc.runtime.duration import parse_duration
 
 EXIT_OK, EXIT_VERIFY_FAILED, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 0, 1, 2, 3
 
@@ -34,27 +37,6 @@ class CliError(NmcError):
 
 
 # ----------------------------------------------------------------------------- files
-def _write_atomic(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write through a temporary file in the same directory, renamed into place on success."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, _default_mode())  # mkstemp makes it private; give it the mode of a new file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _default_mode() -> int:
-    """0o666 less the umask: the mode ``open`` gives a new file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def _check_writable_dir(path: str | os.PathLike) -> None:
     """Fail before the work, not after it, when ``path`` cannot be written."""
     path = Path(path)
@@ -211,27 +193,6 @@ def _parse_pass_options(specs: Sequence[str]) -> dict[str, str]:
     return options
 
 
-_DURATION = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
-_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0,
-          "w": 7 * 86400.0, "y": 365.25 * 86400.0}  # a year is 365.25 days
-
-
-def parse_duration(text: str, flag: str = "--time") -> float:
-    """``--time`` values → seconds: plain seconds (``250``, ``1e5``) or a number with a unit
-    (``250s``, ``10min``/``10m``, ``3h``, ``1d``, ``2w``, ``1y``)."""
-    match = _DURATION.match(text)
-    unit = match.group(2).lower() if match else None
-    if match is None or unit not in _UNITS:
-        raise CliError(f"{flag} {text!r}: not a duration; give seconds (250) or a number with a unit "
-                       f"(250s, 10min, 3h, 1d, 2w, 1y)")
-    seconds = float(match.group(1)) * _UNITS[unit]
-    if not np.isfinite(seconds):
-        raise CliError(f"{flag} {text!r}: too large a duration")
-    if seconds < 0:
-        raise CliError(f"{flag} {text}: the time since programming cannot be negative")
-    return seconds
-
-
 def _check_seed(seed: int) -> int:
     if seed < 0:
         raise CliError(f"--seed {seed}: give a seed of 0 or more")
@@ -260,11 +221,10 @@ def _fmt_bytes(n: int) -> str:
 
 # ----------------------------------------------------------------------------- commands
 def cmd_compile(args: argparse.Namespace) -> int:
-    from compiler.driver import compile_model
-    from compiler.ir.dump import dump
-    from compiler.reports import mapping_table
-    from isa.asm import format_program
-    from isa.container import save_program
+    from nmc.compiler.driver import compile_model
+    from nmc.compiler.ir.dump import dump
+    from nmc.compiler.reports import mapping_table
+    from nmc.isa.asm import format_program
 
     _check_model_file(args.model)
     out = Path(args.output) if args.output else Path(args.model).with_suffix(".nmc")
@@ -274,7 +234,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     calibration = None
     pass_options = _parse_pass_options(args.pass_options)
     if args.calibration:
-        from compiler.frontend.loader import read_model, real_inputs
+        from nmc.compiler.frontend.loader import read_model, real_inputs
 
         model = read_model(args.model)
         calibration = _read_calibration(args.calibration, [vi.name for vi in real_inputs(model)])
@@ -286,12 +246,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
         bar(0.4, 1.0, "writing program")
         if args.asm:
             text = format_program(program).encode()
-            _write_atomic(args.asm, lambda f: f.write(text))
-        table = mapping_table.mapping_table(compiled.graph, program, target)
-        save_program(program, out, {"target.toml": target.source,
-                                    mapping_table.ATTACHMENT: mapping_table.to_json(table)})
+            write_atomic(args.asm, lambda f: f.write(text))
+        bound = compiled.bound()
+        bound.save(out)
         bar(0.95, 1.0, "estimating timing and energy")
-        headline = _headline(program, target, table)
+        headline = _headline(program, target, mapping_table.read(bound.attachments, program, target))
     if args.dump_ir:
         print(dump(compiled.graph), end="")
 
@@ -326,8 +285,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def _headline(program, target, table: dict) -> str:
     """The report's headline figures, for the end of ``nmc compile``."""
-    from compiler.reports.report import summarize
-    from runtime.timing import estimate
+    from nmc.compiler.reports.report import summarize
+    from nmc.runtime.timing import estimate
 
     s = summarize(program, target, table, estimate(program, target))
     units = ", ".join(f"{n} on {unit}" for unit, n in sorted(s["layers_by_unit"].items()))
@@ -338,16 +297,15 @@ def _headline(program, target, table: dict) -> str:
                      f"{100 * s['crossbar_utilization']:.2g}% of the chip's cells")
     lines.append(f"  split         {100 * s['analog_mac_fraction']:.0f}% of {s['macs']:,.0f} MACs analog; "
                  f"layers: {units}")
-    lines.append(f"  per inference {_si(s['latency_s'], 's')}, {_si(s['energy_per_inference_j'], 'J')}, "
+    lines.append(f"  per inference {si(s['latency_s'], 's')}, {si(s['energy_per_inference_j'], 'J')}, "
                  f"{s['tops_per_w']:.3g} TOPS/W, {s['throughput_per_s']:,.0f} inferences/s pipelined "
                  f"(nmc report for the details)")
     return "\n".join(lines)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from backends.target import parse_target
-    from isa.container import load_program
-    from runtime import SimOptions, execute
+    from nmc.runtime import SimOptions
+    from nmc.runtime.compiled import load
 
     if args.output and Path(args.output).suffix not in (".npy", ".npz"):
         raise CliError(f"{args.output}: the output file must end in .npy (one output) or .npz")
@@ -357,14 +315,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_program_file(args.program)
     with _progress(args, "running") as bar:
         bar(0, 1, "loading program")
-        program, attachments = load_program(args.program)
-        # The program carries the target it was compiled for; older files fall back to the preset.
-        target = (parse_target(attachments["target.toml"], f"{args.program}:target.toml")
-                  if "target.toml" in attachments else None)
-        inputs = _read_inputs(args.input, [p.name for p in program.inputs])
+        loaded = load(args.program)  # on the target it was compiled for (older files: the preset)
+        program = loaded.program
+        inputs = _read_inputs(args.input, loaded.input_names)
         labels = _read_labels(args.labels)
-        runs = [execute(program, inputs, target, replace(options, seed=options.seed + i),
-                        progress=bar.part(i, args.trials, f"trial {i + 1}/{args.trials}" if args.trials > 1 else ""))
+        runs = [loaded.run(inputs, time=options.time, seed=options.seed + i, noise=options.noise,
+                           drift_compensation=options.drift_compensation,
+                           progress=bar.part(i, args.trials, f"trial {i + 1}/{args.trials}" if args.trials > 1 else ""))
                 for i in range(args.trials)]
     outputs = runs[0]
     if args.output:
@@ -379,24 +336,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(_trial_summary(runs, labels, options.seed))
     if args.output:
         print(f"wrote {args.output}" + (f" (trial 1, seed {options.seed})" if args.trials > 1 else ""))
-    from backends.target import load_target
-    from runtime.timing import estimate
-
-    stats = estimate(program, target if target is not None else load_target(program.target))
+    stats = loaded.stats()
     print(_stats_summary(stats, batch=next(iter(outputs.values())).shape[0] if program.batched else 1))
     if args.stats:
         text = stats.to_json().encode()
-        _write_atomic(args.stats, lambda f: f.write(text))
+        write_atomic(args.stats, lambda f: f.write(text))
         print(f"wrote {args.stats}")
     return EXIT_OK
-
-
-def _si(value: float, unit: str) -> str:
-    for factor, prefix in ((1e-12, "p"), (1e-9, "n"), (1e-6, "µ"), (1e-3, "m"), (1.0, ""), (1e3, "k"), (1e6, "M"),
-                           (1e9, "G"), (1e12, "T")):
-        if abs(value) < factor * 1000:
-            return f"{value / factor:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
 
 
 def _stats_summary(stats, batch: int) -> str:
@@ -406,10 +352,10 @@ def _stats_summary(stats, batch: int) -> str:
     batch_s = stats.latency_s + (batch - 1) / stats.throughput_per_s if stats.throughput_per_s else 0.0
     lines = [
         f"timing ({stats.target}, {stats.clock_ghz:g} GHz, one inference):",
-        f"  latency      {stats.latency_cycles:,.0f} cycles = {_si(stats.latency_s, 's')}",
+        f"  latency      {stats.latency_cycles:,.0f} cycles = {si(stats.latency_s, 's')}",
         f"  throughput   {stats.throughput_per_s:,.0f} inferences/s pipelined "
-        f"(batch of {batch}: {_si(batch_s, 's')})",
-        f"  energy       {_si(e, 'J')} per inference: " + ", ".join(f"{k} {100 * v / stats.energy_total_pj:.0f}%"
+        f"(batch of {batch}: {si(batch_s, 's')})",
+        f"  energy       {si(e, 'J')} per inference: " + ", ".join(f"{k} {100 * v / stats.energy_total_pj:.0f}%"
                                                                   for k, v in parts[:5]),
         f"  efficiency   {stats.tops():.3g} TOPS, {stats.tops_per_w():.3g} TOPS/W, {stats.tops_per_mm2():.3g} TOPS/mm² "
         f"(ops = 2 × MACs at each layer's precision)",
@@ -422,7 +368,7 @@ def _stats_summary(stats, batch: int) -> str:
 
 def _trial_summary(runs: list[dict[str, np.ndarray]], labels: np.ndarray | None, seed: int) -> str:
     """Accuracy against labels and error against the first trial, mean ± std [min, max]."""
-    from compiler.verify import Spread
+    from nmc.compiler.verify import Spread
 
     lines = [f"{len(runs)} trial(s), seeds {seed}..{seed + len(runs) - 1}: mean ± std [min, max]"
              if len(runs) > 1 else f"seed {seed}"]
@@ -460,9 +406,9 @@ def _save_outputs(path: str, outputs: dict[str, np.ndarray]) -> None:
             raise CliError(f"the program has {len(outputs)} outputs ({', '.join(outputs)}); "
                            "write them to a .npz file")
         value = next(iter(outputs.values()))
-        _write_atomic(path, lambda f: np.save(f, value))
+        write_atomic(path, lambda f: np.save(f, value))
     else:
-        _write_atomic(path, lambda f: np.savez(f, **outputs))
+        write_atomic(path, lambda f: np.savez(f, **outputs))
 
 
 def _top1_summary(scores: np.ndarray) -> str:
@@ -474,9 +420,9 @@ def _top1_summary(scores: np.ndarray) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from compiler.frontend.loader import read_model, real_inputs
-    from compiler.verify import verify_model
-    from runtime import SimOptions
+    from nmc.compiler.frontend.loader import read_model, real_inputs
+    from nmc.compiler.verify import verify_model
+    from nmc.runtime import SimOptions
 
     _check_model_file(args.model)
     options = _sim_options(args, SimOptions)
@@ -494,8 +440,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from compiler.reports.render import FORMATS, render
-    from compiler.reports.report import DEFAULT_TIMES, ReportInputs, build_report, evaluate, load
+    from nmc.compiler.reports.render import FORMATS, render
+    from nmc.compiler.reports.report import DEFAULT_TIMES, ReportInputs, build_report, evaluate, load
 
     if args.output and args.output != "-" and Path(args.output).is_dir():
         raise CliError(f"{args.output} is a directory; give a file name")
@@ -536,13 +482,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return EXIT_OK
     data = text.encode()
-    _write_atomic(out, lambda f: f.write(data))
+    write_atomic(out, lambda f: f.write(data))
     print(f"wrote {out} ({fmt}, {_fmt_bytes(len(data))})")
     return EXIT_OK
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    from backends.target import load_target, preset_names
+    from nmc.backends.target import load_target, preset_names
 
     names = preset_names()
     width = max(map(len, names), default=0)

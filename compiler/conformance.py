@@ -20,9 +20,9 @@ import onnx
 from onnx import helper, numpy_helper
 from onnx.backend.base import Backend, BackendRep
 
-from compiler.driver import Compiled, compile_model
-from compiler.errors import NotConstantError
-from runtime import execute
+from nmc.compiler.driver import Compiled, compile_model
+from nmc.compiler.errors import NotConstantError
+from nmc.runtime import execute
 
 
 class NmcBackendRep(BackendRep):

@@ -8,15 +8,15 @@ from typing import Callable
 import numpy as np
 import onnx
 
-from backends.target import Target, load_target
-from compiler.codegen.lower import generate
-from compiler.errors import CompileError
-from compiler.frontend import import_onnx
-from compiler.ir.graph import Graph
-from compiler.ir.verify import verify
-from compiler.passes import BitSlicing, CamMappingPass, FoldBatchNorm, Partition, Pass, Placement, Quantize, TileMapping
-from isa.program import Program
-from isa.validate import validate
+from nmc.backends.target import Target, load_target
+from nmc.compiler.codegen.lower import generate
+from nmc.compiler.errors import CompileError
+from nmc.compiler.frontend import import_onnx
+from nmc.compiler.ir.graph import Graph
+from nmc.compiler.ir.verify import verify
+from nmc.compiler.passes import BitSlicing, CamMappingPass, FoldBatchNorm, Partition, Pass, Placement, Quantize, TileMapping
+from nmc.isa.program import Program
+from nmc.isa.validate import validate
 
 
 @dataclass
@@ -24,6 +24,15 @@ class Compiled:
     program: Program
     graph: Graph
     target: Target
+
+    def bound(self):
+        """The program bound to its target, with the mapping table attached: what is saved and
+        what ``nmc.compile`` gives (a ``runtime.compiled.CompiledProgram``)."""
+        from nmc.compiler.reports import mapping_table
+        from nmc.runtime.compiled import CompiledProgram
+
+        table = mapping_table.mapping_table(self.graph, self.program, self.target)
+        return CompiledProgram(self.program, self.target, {mapping_table.ATTACHMENT: mapping_table.to_json(table)})
 
 
 def default_passes() -> list[Pass]:
@@ -60,7 +69,7 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, target: str | Targ
     step("frontend")
     graph = import_onnx(model, batched=batched)              # frontend: check, fold, convert
     if calibration is not None:                               # calibration: ranges from onnxruntime
-        from compiler.calibrate import calibrate_graph
+        from nmc.compiler.calibrate import calibrate_graph
 
         step("calibration")
         calibrate_graph(graph, model, calibration)

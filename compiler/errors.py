@@ -1,7 +1,7 @@
 """Compiler errors: each names the node (IR name, ONNX name and op) and the stage."""
 from __future__ import annotations
 
-from isa.errors import NmcError
+from nmc.isa.errors import NmcError
 
 
 class CompileError(NmcError):

@@ -6,19 +6,20 @@ runtime and onnxruntime: it is the separate verification step of the design, not
 """
 from __future__ import annotations
 
+import html
 import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnx
 
-from backends.target import Target, load_target
-from compiler.driver import compile_model
-from compiler import oracle
-from compiler.frontend.loader import read_model, real_inputs
-from compiler.progress import ProgressCallback, part
-from isa.errors import NmcError
-from runtime import SimOptions, execute
+from nmc.backends.target import Target, load_target
+from nmc.compiler.driver import compile_model
+from nmc.compiler import oracle
+from nmc.compiler.frontend.loader import read_model, real_inputs
+from nmc.compiler.progress import ProgressCallback, part
+from nmc.isa.errors import NmcError
+from nmc.runtime import SimOptions, execute
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(self.format())}</pre>"
 
     def format(self) -> str:
         """The table ``nmc verify`` prints (with several trials, mean ± std [min, max])."""

@@ -32,8 +32,20 @@ def save_test_split(path: Path = HERE / "digits_test.npz") -> None:
                         x_tokens=x_test.reshape(-1, 8, 8), y=y_test)
 
 
+CALIBRATION_SAMPLES = 64
+
+
+def save_calibration(path: Path = HERE / "digits_calibration.npz") -> None:
+    """The first ``CALIBRATION_SAMPLES`` training images (never test images), in the same forms,
+    for ``nmc compile --calibration``: input scales and ADC ranges from what they draw."""
+    x_train, _, _, _ = load_split()
+    x = x_train[:CALIBRATION_SAMPLES]
+    np.savez_compressed(path, x_flat=x, x_image=x.reshape(-1, 1, 8, 8), x_tokens=x.reshape(-1, 8, 8))
+
+
 if __name__ == "__main__":
     save_test_split()
+    save_calibration()
 
 
 def train_torch(model, x_train: np.ndarray, y_train: np.ndarray, epochs: int, lr: float = 3e-3,

@@ -24,7 +24,6 @@ images, under 1 s, as the tests run it).
 from __future__ import annotations
 
 import argparse
-import sys
 import time as clock
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,15 +31,14 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
-from backends.target import load_target, preset_names  # noqa: E402
-from compiler import compile_model  # noqa: E402
-from compiler.reports import mapping_table  # noqa: E402
-from compiler.reports.report import summarize  # noqa: E402
-from isa.errors import NmcError  # noqa: E402
-from runtime import SimOptions, execute  # noqa: E402
-from runtime.timing import estimate  # noqa: E402
+from nmc.backends.target import load_target, preset_names
+from nmc.compiler import compile_model
+from nmc.compiler.reports import mapping_table
+from nmc.compiler.reports.report import summarize
+from nmc.isa.errors import NmcError
+from nmc.runtime import SimOptions, execute
+from nmc.runtime.timing import estimate
 
 CALIBRATION_IMAGES = 100
 

@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
+sys.path.insert(0, str(ROOT / "examples"))  # the example model builders
 
-from backends.target import CrossbarCores, Target, load_target  # noqa: E402
-from isa import parse_program  # noqa: E402
-from isa.docs import refresh  # noqa: E402
-from runtime.timing import area, estimate  # noqa: E402
+from nmc.backends.target import CrossbarCores, Target, load_target  # noqa: E402
+from nmc.isa import parse_program  # noqa: E402
+from nmc.isa.docs import refresh  # noqa: E402
+from nmc.runtime.timing import area, estimate  # noqa: E402
 
 DOC = ROOT / "docs" / "calibration.md"
 BOUND = 2.0   # predictions within a factor of 2 of the published figure
@@ -244,7 +244,7 @@ NETWORKS = {"digits CNN": lambda: str(ROOT / "examples" / "digits_cnn.onnx"), "R
 
 
 def network_rows(networks=tuple(NETWORKS), timings: dict | None = None) -> list[tuple]:
-    from compiler import compile_model
+    from nmc.compiler import compile_model
 
     rows = []
     for net in networks:

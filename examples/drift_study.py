@@ -20,7 +20,6 @@ compensation only applies to PCM (the RRAM model has no drift).
 from __future__ import annotations
 
 import argparse
-import sys
 import time as clock
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +27,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
-from compiler import compile_model  # noqa: E402
-from runtime import SimOptions, execute  # noqa: E402
+from nmc.compiler import compile_model
+from nmc.runtime import SimOptions, execute
 
 HOUR, DAY = 3600.0, 86400.0
 YEAR = 365.25 * DAY

@@ -21,7 +21,6 @@ throughput and energy per decision (``runtime.timing.estimate``: one sample per 
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +28,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
-from compiler import compile_model  # noqa: E402
-from runtime import SimOptions, execute  # noqa: E402
-from runtime.timing import estimate  # noqa: E402
+from nmc.compiler import compile_model
+from nmc.runtime import SimOptions, execute
+from nmc.runtime.timing import estimate
 
 CODINGS = {"lossless": {"cam-mapping": "lossless=true"}, "chip": None, "1 cell": {"cam-mapping": "max_cells=1"}}
 

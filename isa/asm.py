@@ -9,10 +9,10 @@ from pathlib import Path
 import lark
 from lark import Transformer, v_args
 
-from isa.errors import AsmSyntaxError
-from isa.instructions import OPCODES, Instr, Loop
-from isa.program import Buffer, Const, Layer, Port, Program, Tile
-from isa.views import Affine, CoreRef, Imm, View, WeightRef
+from nmc.isa.errors import AsmSyntaxError
+from nmc.isa.instructions import OPCODES, Instr, Loop
+from nmc.isa.program import Buffer, Const, Layer, Port, Program, Tile
+from nmc.isa.views import Affine, CoreRef, Imm, View, WeightRef
 
 _INDENT = "    "
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from isa.views import Affine, CoreRef, Imm, Operand, View, WeightRef
+from nmc.isa.views import Affine, CoreRef, Imm, Operand, View, WeightRef
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from isa.instructions import Statement
+from nmc.isa.instructions import Statement
 
 FORMAT_VERSION = 1
 DTYPES = {"f32": np.float32, "i32": np.int32}
@@ -97,7 +97,7 @@ class Program:
 
     def instruction_count(self) -> int:
         """Static instructions (a loop counts as one plus its body)."""
-        from isa.instructions import Loop
+        from nmc.isa.instructions import Loop
 
         def count(stmts) -> int:
             return sum(1 + count(s.body) if isinstance(s, Loop) else 1 for s in stmts)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from isa.errors import ProgramError
-from isa.instructions import Instr, Loop, REDUCE_OPS
-from isa.program import Program
-from isa.views import CoreRef, Imm, View, WeightRef
+from nmc.isa.errors import ProgramError
+from nmc.isa.instructions import Instr, Loop, REDUCE_OPS
+from nmc.isa.program import Program
+from nmc.isa.views import CoreRef, Imm, View, WeightRef
 
 _KINDS = {"dst": (View,), "src": (View,), "src|imm": (View, Imm), "imm": (Imm,),
           "weight": (WeightRef,), "core": (CoreRef,)}
@@ -61,7 +61,7 @@ def _check_stmts(p: Program, core: int, stmts, counts: dict[str, int], where: tu
             try:
                 _check_instr(p, core, s, counts)
             except ProgramError as e:
-                from isa.asm import format_instr
+                from nmc.isa.asm import format_instr
 
                 raise ProgramError(f"core {core}: `{format_instr(s)}`: {e}") from None
 

@@ -1,5 +1,5 @@
 """The simulator: runs an nmc program (and nothing else) on inputs."""
-from runtime.crossbar import SimOptions
-from runtime.machine import SimulationError, execute
+from nmc.runtime.crossbar import SimOptions
+from nmc.runtime.machine import SimulationError, execute
 
 __all__ = ["execute", "SimOptions", "SimulationError"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.devices import RRAM
+from nmc.backends.devices import RRAM
 
 _WORD = 64
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backends.devices import PCM, RRAM, Programmed, hermes_pcm
-from backends.target import CrossbarCores, Device
-from isa.program import Tile
+from nmc.backends.devices import PCM, RRAM, Programmed, hermes_pcm
+from nmc.backends.target import CrossbarCores, Device
+from nmc.isa.program import Tile
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,15 @@ from typing import Callable
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from isa.errors import NmcError
-from isa.instructions import BINARY_OPS, REDUCE_OPS, UNARY_OPS, Instr, Loop
-from backends.target import Target, load_target
-from isa.program import DTYPES, Program
-from isa.validate import validate
-from isa.views import Imm, View, WeightRef
-from runtime import kernels
-from runtime.cam import ProgrammedCam, rram_bound_sigma
-from runtime.crossbar import ProgrammedTile, SimOptions
+from nmc.isa.errors import NmcError
+from nmc.isa.instructions import BINARY_OPS, REDUCE_OPS, UNARY_OPS, Instr, Loop
+from nmc.backends.target import Target, load_target, preset_names
+from nmc.isa.program import DTYPES, Program
+from nmc.isa.validate import validate
+from nmc.isa.views import Imm, View, WeightRef
+from nmc.runtime import kernels
+from nmc.runtime.cam import ProgrammedCam, rram_bound_sigma
+from nmc.runtime.crossbar import ProgrammedTile, SimOptions
 
 
 class SimulationError(NmcError):
@@ -45,20 +45,26 @@ class Machine:
         self.consts = {name: np.ascontiguousarray(program.data[name], dtype=DTYPES[c.dtype]).reshape(-1)
                        for name, c in program.consts.items()}
         self.options = options or SimOptions()
-        self.target = target
+        self._target = target
         self.cams: dict[tuple[str, str], ProgrammedCam] = {}
-        self.tiles = self._program_tiles(target, self.options, progress)
+        self.tiles = self._program_tiles(self.options, progress)
         self.weights = {name: np.ascontiguousarray(program.data[name], dtype=np.float32)
                         for name, c in program.consts.items() if c.dtype == "f32"}
 
-    def _program_tiles(self, target: Target | None, options: SimOptions,
+    @property
+    def target(self) -> Target:
+        """The chip: as given, else the preset the program names (resolved when first needed)."""
+        if self._target is None:
+            self._target = _own_target(self.p)
+        return self._target
+
+    def _program_tiles(self, options: SimOptions,
                        progress: Callable[..., None] | None = None) -> dict[str, ProgrammedTile]:
         """Program every crossbar tile once (programming noise is drawn here); ``progress(done,
         total, note)`` hears of each tile."""
         if not self.p.tiles:
             return {}
-        if target is None:
-            target = load_target(self.p.target)
+        target = self.target
         spec = target.crossbar
         if spec is None:
             raise SimulationError(f"the program uses crossbar tiles but target {target.name!r} has no crossbar cores")
@@ -200,7 +206,7 @@ class Machine:
             hi = np.array(self.view(ops[2], ())[0])
             levels = np.array(self.view(ops[3], ())[0])
             sigma = rng = None
-            target = self.target or load_target(self.p.target)
+            target = self.target
             if self.options.noise and target.cam is not None and target.device.programming_noise \
                     and target.device.model.startswith("rram"):
                 sigma = rram_bound_sigma(target.device.levels, target.cam.cell_bits, target.device.g_max)
@@ -306,6 +312,14 @@ def execute(program: Program, inputs: dict[str, np.ndarray], target: Target | No
         arr = machine.mem[port.buffer]
         outputs[port.name] = arr.reshape((batch,) + port.shape) if program.batched else arr.reshape(port.shape)
     return outputs
+
+
+def _own_target(program: Program) -> Target:
+    """The preset a program names, for callers that give no target."""
+    if program.target in preset_names():
+        return load_target(program.target)
+    raise SimulationError(f"the program was compiled for target {program.target!r}, which is not a preset: "
+                          "pass its Target, or load the .nmc file with nmc.load(path), which carries its target")
 
 
 def _batch_size(program: Program, inputs: dict[str, np.ndarray]) -> int:

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backends.target import CamCores, CrossbarCores, Target, VectorCores
-from isa.instructions import BINARY_OPS, REDUCE_OPS, Instr, Loop
-from isa.program import Program
-from isa.views import View
+from nmc.backends.target import CamCores, CrossbarCores, Target, VectorCores
+from nmc.isa.instructions import BINARY_OPS, REDUCE_OPS, Instr, Loop
+from nmc.isa.program import Program
+from nmc.isa.views import View
+from nmc.runtime.display import html_table, si
 
 _SPECIAL = {"exp", "log", "sqrt", "erf", "gelu", "gelu_tanh", "tanh", "sigmoid", "recip", "div", "pow", "softmax"}
 _MULS = {"mul", "div", "pow", "dequant", "quant"}
@@ -117,6 +118,19 @@ class Stats:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
+
+    def _repr_html_(self) -> str:
+        energy = self.energy_total_pj * 1e-12
+        parts = sorted(((k, v) for k, v in self.energy_pj.items() if v > 0), key=lambda kv: -kv[1])
+        rows = [("latency", f"{self.latency_cycles:,.0f} cycles = {si(self.latency_s, 's')}"),
+                ("throughput", f"{self.throughput_per_s:,.0f} inferences/s pipelined"),
+                ("energy", f"{si(energy, 'J')} per inference"),
+                *((f"  {k}", f"{100 * v / self.energy_total_pj:.1f} %") for k, v in parts),
+                ("efficiency", f"{self.tops():.3g} TOPS, {self.tops_per_w():.3g} TOPS/W, "
+                               f"{self.tops_per_mm2():.3g} TOPS/mm²"),
+                ("area", f"{sum(self.area_mm2.values()):.3g} mm²"),
+                ("crossbar cells used", f"{100 * self.crossbar_utilization:.1f} %")]
+        return html_table(f"one inference on {self.target} at {self.clock_ghz:g} GHz", rows)
 
 
 class CostModel:

@@ -11,13 +11,13 @@ from helpers import make_model
 from onnx import helper
 from test_quantized import lossless, reference
 
-from backends.target import load_target
-from compiler import compile_model
-from compiler.calibrate import CalibrationError, activation_ranges
-from compiler.frontend import import_onnx
-from compiler.ir import ops
-from compiler.passes.bit_slicing import WORST_CASE, im2col
-from runtime import SimOptions, execute
+from nmc.backends.target import load_target
+from nmc.compiler import compile_model
+from nmc.compiler.calibrate import CalibrationError, activation_ranges
+from nmc.compiler.frontend import import_onnx
+from nmc.compiler.ir import ops
+from nmc.compiler.passes.bit_slicing import WORST_CASE, im2col
+from nmc.runtime import SimOptions, execute
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 RNG = np.random.default_rng(7)

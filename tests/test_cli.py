@@ -14,10 +14,10 @@ import pytest
 from helpers import make_model, run_ort
 from onnx import helper
 
-import compiler.cli
-import compiler.verify
-from compiler.cli import main
-from isa import load_program
+import nmc.compiler.cli
+import nmc.compiler.verify
+from nmc.compiler.cli import main
+from nmc.isa import load_program
 
 REPO = Path(__file__).resolve().parent.parent
 RNG = np.random.default_rng(0)
@@ -122,12 +122,12 @@ def test_run_input_forms_and_npz_output(tmp_path, capsys):
 
 def test_verify_fails_outside_tolerance(files, capsys, monkeypatch):
     """A program whose outputs drift from onnxruntime makes ``verify`` exit with code 1."""
-    real_execute = compiler.verify.execute
+    real_execute = nmc.compiler.verify.execute
 
     def drifting(*args, **kwargs):
         return {name: value + 0.5 for name, value in real_execute(*args, **kwargs).items()}
 
-    monkeypatch.setattr(compiler.verify, "execute", drifting)
+    monkeypatch.setattr(nmc.compiler.verify, "execute", drifting)
     assert main(["verify", str(files / "model.onnx"), "--input", str(files / "x.npy")]) == 1
     out = capsys.readouterr().out
     assert "FAIL: output 'y': relative error" in out and "exceeds the target's rtol" in out
@@ -242,9 +242,8 @@ def test_usage_error_exit_code(capsys):
 
 def test_subprocess_exit_code_and_stderr(tmp_path):
     """The real process: exit status 2 and a single error line, no traceback."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "compiler.cli", "run", str(tmp_path / "gone.nmc"),
-                           "--input", str(tmp_path / "x.npy")], capture_output=True, text=True, env=env,
+    done = subprocess.run([sys.executable, "-m", "nmc.compiler.cli", "run", str(tmp_path / "gone.nmc"),
+                           "--input", str(tmp_path / "x.npy")], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"nmc: error: {tmp_path / 'gone.nmc'}: no such program file"]
@@ -270,7 +269,7 @@ def test_calibration_flag(files, capsys):
     model, cal = str(files / "model.onnx"), f"{files / 'data.npz'}:images"
     assert main(["compile", model, "--target", "pcm", "--calibration", cal, "-o", str(files / "cal.nmc")]) == 0
     assert "calibration   7 sample(s); ADC ranges from calibration" in capsys.readouterr().out
-    from isa.asm import format_program
+    from nmc.isa.asm import format_program
 
     assert "rmax" not in format_program(load_program(files / "cal.nmc")[0])  # no per-sample input scale
     assert main(["verify", model, "--target", "pcm", "--input", str(files / "x.npy"), "--calibration",
@@ -286,7 +285,7 @@ def test_calibration_flag(files, capsys):
                                           ("3h", 10800.0), ("1d", 86400.0), ("2w", 1209600.0),
                                           ("1y", 31557600.0), ("1e3", 1000.0), (" 2 H ", 7200.0)])
 def test_time_units(text, seconds):
-    from compiler.cli import parse_duration
+    from nmc.compiler.cli import parse_duration
 
     assert parse_duration(text) == seconds
 
@@ -322,8 +321,8 @@ def test_trials_and_time(files, capsys):
 def test_run_prints_timing_and_writes_stats(files, capsys):
     import json
 
-    from backends.target import load_target
-    from runtime.timing import estimate
+    from nmc.backends.target import load_target
+    from nmc.runtime.timing import estimate
 
     out = files / "model.nmc"
     assert main(["compile", str(files / "model.onnx"), "--target", "pcm", "-o", str(out)]) == 0
@@ -403,7 +402,7 @@ def test_broken_pipe_is_quiet(monkeypatch, capsys):
     def gone(args):
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr(compiler.cli, "cmd_targets", gone)  # build_parser picks it up
+    monkeypatch.setattr(nmc.compiler.cli, "cmd_targets", gone)  # build_parser picks it up
     assert main(["targets"]) == 0
     assert capsys.readouterr().err == ""
 

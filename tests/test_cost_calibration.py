@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.costs import Costs, adc_survey_pj
+from nmc.backends.costs import Costs, adc_survey_pj
 from helpers import load_example
 
 SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "cost_calibration.py"
@@ -35,7 +35,7 @@ def test_predictions_within_bound_or_a_known_gap(calibration):
 
 
 def test_isaac_mvm_is_hand_checkable(calibration):
-    from backends.target import load_target
+    from nmc.backends.target import load_target
 
     isaac = calibration.variant(load_target("isaac"), input_bits=16)
     m = calibration.mvm(isaac, 16)
@@ -75,8 +75,8 @@ def test_network_table_is_up_to_date_and_resnet18_times_in_seconds(calibration):
 @pytest.mark.slow
 def test_resnet18_fits_and_times_quickly_on_isaac():
     """The new preset holds ResNet-18 (no CapacityError) and timing it takes seconds."""
-    from compiler import compile_model
-    from runtime.timing import estimate
+    from nmc.compiler import compile_model
+    from nmc.runtime.timing import estimate
 
     sys.path.insert(0, str(SCRIPT.parent))
     try:

@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from backends.target import CrossbarCores, Device
-from isa import parse_program
-from isa.program import Tile
-from runtime import SimOptions, execute
-from runtime.crossbar import ProgrammedTile
+from nmc.backends.target import CrossbarCores, Device
+from nmc.isa import parse_program
+from nmc.isa.program import Tile
+from nmc.runtime import SimOptions, execute
+from nmc.runtime.crossbar import ProgrammedTile
 
 SPEC = CrossbarCores(count=1, technology="pcm", rows=64, cols=64, crossbars_per_core=1, cell_bits=2,
                      weight_bits=8, input_bits=8, dac_bits=1, adc_bits=12, cols_per_adc=1,
@@ -105,7 +105,7 @@ PROGRAM = """\
 
 
 def test_quantised_program_matches_integer_reference():
-    from backends.target import parse_target
+    from nmc.backends.target import parse_target
 
     target = parse_target("""
 [chip]

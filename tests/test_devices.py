@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.devices import PCM, RRAM, WAN2022_FITS, hermes_pcm
+from nmc.backends.devices import PCM, RRAM, WAN2022_FITS, hermes_pcm
 
 
 def test_pcm_programming_noise_follows_the_polynomial():

@@ -27,8 +27,8 @@ def test_cnn_on_pcm(tmp_path, capsys):
     html = (tmp_path / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "<svg" in html and "1y" in html
     assert figures["program"] == tmp_path / "digits_cnn_pcm.nmc" and figures["program"].is_file()
-    (fresh_label, _), fresh, _ = figures["rows"][0]
-    (year_label, _), year_on, year_off = figures["rows"][-1]
+    fresh_label, fresh, _ = figures["rows"][0]
+    year_label, year_on, year_off = figures["rows"][-1]
     assert (fresh_label, year_label) == ("1s", "1y")
     assert fresh["mean"] > 0.8 * figures["float_accuracy"]        # right after programming: close to float
     assert year_off["mean"] < year_on["mean"] <= fresh["mean"]   # drift hurts; compensation recovers part
@@ -44,7 +44,7 @@ def test_compare_targets(capsys):
     example = _load("compare_targets")
     example.main(["--quick"])
     out = capsys.readouterr().out
-    from backends.target import preset_names
+    from nmc.backends.target import preset_names
 
     for name in preset_names():
         assert f"\n{name} " in out

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from compiler import compile_model
-from compiler.codegen.lower import generate
-from compiler.errors import ModelError, UnsupportedOpError
-from compiler.frontend import import_onnx
-from compiler.ir import ops
-from compiler.ir.dump import dump
-from compiler.ir.verify import BatchAxisError, VerifyError, verify
-from compiler.passes import FoldBatchNorm
+from nmc.compiler import compile_model
+from nmc.compiler.codegen.lower import generate
+from nmc.compiler.errors import ModelError, UnsupportedOpError
+from nmc.compiler.frontend import import_onnx
+from nmc.compiler.ir import ops
+from nmc.compiler.ir.dump import dump
+from nmc.compiler.ir.verify import BatchAxisError, VerifyError, verify
+from nmc.compiler.passes import FoldBatchNorm
 from helpers import make_model
-from runtime import execute
+from nmc.runtime import execute
 
 
 def conv_bn_model(rng):

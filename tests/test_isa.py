@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from isa import (AsmSyntaxError, ProgramError, format_program, load_program, parse_program, save_program,
+from nmc.isa import (AsmSyntaxError, ProgramError, format_program, load_program, parse_program, save_program,
                  validate)
 
 PROGRAM = """\

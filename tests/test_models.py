@@ -9,10 +9,10 @@ import numpy as np
 import onnx
 import pytest
 
-from compiler import compile_model
+from nmc.compiler import compile_model
 from helpers import run_ort
-from isa import load_program, save_program
-from runtime import execute
+from nmc.isa import load_program, save_program
+from nmc.runtime import execute
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TOLERANCE = 1e-4

@@ -16,8 +16,8 @@ import warnings
 import onnx.backend.test
 from onnx.backend.test.loader import load_model_tests
 
-from compiler.conformance import NmcBackend
-from compiler.frontend import supported_ops
+from nmc.compiler.conformance import NmcBackend
+from nmc.compiler.frontend import supported_ops
 
 # Test-name prefixes of each supported operator's node tests (ONNX names most tests after the
 # operator in snake case; a few differ).

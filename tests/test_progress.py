@@ -11,11 +11,11 @@ import pytest
 from helpers import make_model
 from onnx import helper
 
-import compiler.cli
-from compiler import compile_model
-from compiler.cli import main
-from compiler.progress import Progress, part
-from runtime import execute
+import nmc.compiler.cli
+from nmc.compiler import compile_model
+from nmc.compiler.cli import main
+from nmc.compiler.progress import Progress, part
+from nmc.runtime import execute
 
 RNG = np.random.default_rng(0)
 
@@ -103,8 +103,8 @@ def test_captured_output_holds_no_bar(program, capsys):
 def test_error_after_a_bar_is_one_clean_line(program, capsys, monkeypatch):
     """On a terminal the bar is erased before the error, which stays one line; -q draws nothing."""
     tty = FakeTerminal()
-    monkeypatch.setattr(compiler.cli.sys, "stderr", tty)
-    monkeypatch.setattr(compiler.cli, "Progress", functools.partial(Progress, stream=tty, delay=0, interval=0))
+    monkeypatch.setattr(nmc.compiler.cli.sys, "stderr", tty)
+    monkeypatch.setattr(nmc.compiler.cli, "Progress", functools.partial(Progress, stream=tty, delay=0, interval=0))
     np.save(program / "y.npy", np.arange(4))  # 4 labels for 5 rows: an error after the runs
     argv = ["run", str(program / "m.nmc"), "-i", str(program / "x.npy"), "--labels", str(program / "y.npy")]
     assert main(argv) == 2

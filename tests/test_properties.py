@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import helper
 
-from compiler import compile_model
-from compiler.errors import UnsupportedOpError
+from nmc.compiler import compile_model
+from nmc.compiler.errors import UnsupportedOpError
 from helpers import make_model, run_ort
-from runtime import execute
+from nmc.runtime import execute
 
 
 @st.composite

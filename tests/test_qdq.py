@@ -23,11 +23,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from compiler import compile_model, oracle
-from compiler.errors import NotConstantError, UnsupportedOpError
-from compiler.frontend import import_onnx
-from compiler.ir import ops
-from runtime import execute
+from nmc.compiler import compile_model, oracle
+from nmc.compiler.errors import NotConstantError, UnsupportedOpError
+from nmc.compiler.frontend import import_onnx
+from nmc.compiler.ir import ops
+from nmc.runtime import execute
 
 ort = pytest.importorskip("onnxruntime")
 quantization = pytest.importorskip("onnxruntime.quantization")
@@ -299,7 +299,7 @@ def test_dequantising_integer_input_needs_a_constant():
 def test_verify_accepts_one_step_of_the_output_grid(qdq_model, digits, model):
     """nmc verify passes a QDQ model on ideal: the outputs agree with onnxruntime's up to one
     step of the model's own output grid (rounding ties), not to 1e-4."""
-    from compiler.verify import output_steps, verify_model
+    from nmc.compiler.verify import output_steps, verify_model
 
     path = qdq_model(model, True, "QInt8")
     proto = onnx.load(path)

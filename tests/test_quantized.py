@@ -15,11 +15,11 @@ import numpy as np
 import onnx
 import pytest
 
-from backends.target import load_target, parse_target
-from compiler import compile_model
-from compiler.ir import ops
-from compiler.passes.placement import CapacityError
-from runtime import SimOptions, execute
+from nmc.backends.target import load_target, parse_target
+from nmc.compiler import compile_model
+from nmc.compiler.ir import ops
+from nmc.compiler.passes.placement import CapacityError
+from nmc.runtime import SimOptions, execute
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MODELS = {"digits_mlp.onnx": "x_flat", "digits_cnn.onnx": "x_image"}
@@ -163,7 +163,7 @@ def test_partition_policy_is_recorded():
 
 @pytest.mark.parametrize("option", ["rows=100000", "cols=257", "rows=-3"])
 def test_tile_sizes_beyond_the_crossbar_are_refused(option):
-    from compiler.errors import CompileError
+    from nmc.compiler.errors import CompileError
 
     with pytest.raises(CompileError, match=r"pass tile-mapping: (rows|cols)=-?\d+ must be between 1 and the target's 256"):
         compile_model(EXAMPLES / "digits_cnn.onnx", target="pcm", pass_options={"tile-mapping": option})

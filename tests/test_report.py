@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends.target import load_target, parse_target
-from compiler.cli import main
-from compiler.reports import mapping_table
-from compiler.reports.render import count, pct, si
-from isa import load_program, save_program
-from runtime.timing import estimate
+from nmc.backends.target import load_target, parse_target
+from nmc.compiler.cli import main
+from nmc.compiler.reports import mapping_table
+from nmc.compiler.reports.render import count, pct, si
+from nmc.isa import load_program, save_program
+from nmc.runtime.timing import estimate
 
 REPO = Path(__file__).resolve().parent.parent
 CNN = REPO / "examples" / "digits_cnn.onnx"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from isa import Instr, Loop, parse_program
-from isa.views import Affine, View, WeightRef
-from runtime import SimulationError, execute
-from runtime.machine import Machine
+from nmc.isa import Instr, Loop, parse_program
+from nmc.isa.views import Affine, View, WeightRef
+from nmc.runtime import SimulationError, execute
+from nmc.runtime.machine import Machine
 
 
 def _substitute(affine: Affine, env: dict[str, int]) -> Affine:
@@ -135,7 +135,7 @@ def test_inputs_are_checked():
 def test_erf_matches_math_erf():
     import math
 
-    from runtime.kernels import erf
+    from nmc.runtime.kernels import erf
 
     xs = np.concatenate([np.linspace(-6, 6, 2001), np.geomspace(1e-8, 1, 50), -np.geomspace(1e-8, 1, 50)])
     ref = np.array([math.erf(v) for v in xs])

@@ -12,16 +12,16 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from onnx import helper
 
-from backends.target import CrossbarCores, Device, load_target, parse_target
-from compiler import compile_model
-from compiler.errors import CompileError
-from compiler.ir import ops
-from compiler.passes.bit_slicing import block_matrix, slice_levels
-from compiler.passes.tile_mapping import columns_per_weight, plan_blocks
+from nmc.backends.target import CrossbarCores, Device, load_target, parse_target
+from nmc.compiler import compile_model
+from nmc.compiler.errors import CompileError
+from nmc.compiler.ir import ops
+from nmc.compiler.passes.bit_slicing import block_matrix, slice_levels
+from nmc.compiler.passes.tile_mapping import columns_per_weight, plan_blocks
 from helpers import make_model
-from isa.program import Tile
-from runtime import SimOptions, execute
-from runtime.crossbar import ProgrammedTile
+from nmc.isa.program import Tile
+from nmc.runtime import SimOptions, execute
+from nmc.runtime.crossbar import ProgrammedTile
 from test_quantized import reference
 
 SCHEMES = st.sampled_from(["differential", "offset"])

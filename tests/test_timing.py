@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from backends.target import load_target, parse_target
-from compiler import compile_model
-from isa import parse_program
-from runtime.timing import COMPONENTS, estimate
+from nmc.backends.target import load_target, parse_target
+from nmc.compiler import compile_model
+from nmc.isa import parse_program
+from nmc.runtime.timing import COMPONENTS, estimate
 
 PCM = load_target("pcm")
 
@@ -120,7 +120,7 @@ def test_breakdowns_sum_and_pipeline_relations(target):
 
 
 def test_costs_section_is_validated():
-    from backends.target import TargetError
+    from nmc.backends.target import TargetError
 
     base = PCM.source.split("\n[costs]")[0]  # the preset without its own [costs] table
     with pytest.raises(TargetError, match="field costs.adc_pj = 'x' should be a float"):

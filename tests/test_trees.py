@@ -7,14 +7,14 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from compiler.driver import compile_model
-from compiler.errors import CompileError
-from isa.asm import format_program, parse_program
-from isa.errors import ProgramError
-from isa.validate import validate
-from runtime.cam import ProgrammedCam
-from runtime.crossbar import SimOptions
-from runtime.machine import execute
+from nmc.compiler.driver import compile_model
+from nmc.compiler.errors import CompileError
+from nmc.isa.asm import format_program, parse_program
+from nmc.isa.errors import ProgramError
+from nmc.isa.validate import validate
+from nmc.runtime.cam import ProgrammedCam
+from nmc.runtime.crossbar import SimOptions
+from nmc.runtime.machine import execute
 
 skl2onnx = pytest.importorskip("skl2onnx")
 datasets = pytest.importorskip("sklearn.datasets")
@@ -139,7 +139,7 @@ def test_target_without_cam_is_an_error():
 
 
 def test_program_round_trip_and_timing(compiled):
-    from runtime.timing import estimate
+    from nmc.runtime.timing import estimate
 
     _, x, c = compiled("rf-iris", LOSSLESS)
     text = format_program(c.program)
@@ -153,8 +153,8 @@ def test_program_round_trip_and_timing(compiled):
 def test_validator_checks_cam_operands(compiled):
     import dataclasses
 
-    from isa.instructions import Instr
-    from isa.views import Imm
+    from nmc.isa.instructions import Instr
+    from nmc.isa.views import Imm
 
     _, _, c = compiled("rf-iris", LOSSLESS)
     p = c.program

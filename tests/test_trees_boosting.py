@@ -8,9 +8,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from compiler.driver import compile_model
-from runtime.crossbar import SimOptions
-from runtime.machine import execute
+from nmc.compiler.driver import compile_model
+from nmc.runtime.crossbar import SimOptions
+from nmc.runtime.machine import execute
 
 datasets = pytest.importorskip("sklearn.datasets")
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.codegen.emitter import view
-from compiler.ir.graph import Node
-from compiler.ir.mapping import CamMapping
-from isa.views import CoreRef
+from nmc.compiler.codegen.emitter import view
+from nmc.compiler.ir.graph import Node
+from nmc.compiler.ir.mapping import CamMapping
+from nmc.isa.views import CoreRef
 
 VECTOR_CORE = 0
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.codegen.emitter import affine, strides_of, view, weight
-from compiler.ir import ops
-from compiler.ir.graph import Node
-from compiler.ir.mapping import LayerMapping
-from compiler.passes.bit_slicing import block_matrix
-from isa.program import Tile
-from isa.views import CoreRef
+from nmc.compiler.codegen.emitter import affine, strides_of, view, weight
+from nmc.compiler.ir import ops
+from nmc.compiler.ir.graph import Node
+from nmc.compiler.ir.mapping import LayerMapping
+from nmc.compiler.passes.bit_slicing import block_matrix
+from nmc.isa.program import Tile
+from nmc.isa.views import CoreRef
 
 VECTOR_CORE = 0
 _TINY = 1e-30

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from isa.instructions import Instr, Loop
-from isa.program import Buffer, Const, Layer, Port, Program, Tile
-from isa.views import Affine, Imm, View, WeightRef
+from nmc.isa.instructions import Instr, Loop
+from nmc.isa.program import Buffer, Const, Layer, Port, Program, Tile
+from nmc.isa.views import Affine, Imm, View, WeightRef
 
 
 def strides_of(shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.codegen.emitter import Emitter, affine, strides_of, view, weight
-from compiler.errors import CompileError
-from compiler.frontend.ops.nn import pool_divisors
-from compiler.ir import ops
-from compiler.ir.graph import Graph, Node
-from isa.program import Program
+from nmc.compiler.codegen.emitter import Emitter, affine, strides_of, view, weight
+from nmc.compiler.errors import CompileError
+from nmc.compiler.frontend.ops.nn import pool_divisors
+from nmc.compiler.ir import ops
+from nmc.compiler.ir.graph import Graph, Node
+from nmc.isa.program import Program
 
 _REDUCE_OPCODE = {"sum": "rsum", "mean": "rmean", "max": "rmax", "min": "rmin"}
 
@@ -68,11 +68,11 @@ class Lowering:
     def lower(self, node: Node) -> None:
         mapping = self.g.mapping.get(node.name)
         if mapping is not None and mapping.unit == "crossbar":
-            from compiler.codegen.crossbar import CrossbarLowering
+            from nmc.compiler.codegen.crossbar import CrossbarLowering
 
             return CrossbarLowering(self).lower(node, mapping)
         if mapping is not None and mapping.unit == "cam":
-            from compiler.codegen.cam import CamLowering
+            from nmc.compiler.codegen.cam import CamLowering
 
             return CamLowering(self).lower(node, mapping.cam)
         method = getattr(self, "lower_" + type(node.op).__name__.lower(), None)

@@ -6,12 +6,12 @@ import os
 import numpy as np
 import onnx
 
-from compiler.errors import ModelError, UnsupportedOpError
-from compiler.frontend.context import NodeContext
-from compiler.frontend.loader import check_domains, detect_batched, fix_batch, fold_constants, opset_of, read_model
-from compiler.frontend.ops import CONVERTERS, INTEGER_OUTPUTS, supported_ops
-from compiler.ir.graph import Graph, TensorType
-from compiler.ir.verify import check_batch_axis
+from nmc.compiler.errors import ModelError, UnsupportedOpError
+from nmc.compiler.frontend.context import NodeContext
+from nmc.compiler.frontend.loader import check_domains, detect_batched, fix_batch, fold_constants, opset_of, read_model
+from nmc.compiler.frontend.ops import CONVERTERS, INTEGER_OUTPUTS, supported_ops
+from nmc.compiler.ir.graph import Graph, TensorType
+from nmc.compiler.ir.verify import check_batch_axis
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
 

@@ -5,9 +5,9 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from compiler.errors import CompileError, ModelError, NotConstantError, UnsupportedOpError
-from compiler.ir.graph import Graph, Node, TensorType
-from compiler.ir.ops import Op
+from nmc.compiler.errors import CompileError, ModelError, NotConstantError, UnsupportedOpError
+from nmc.compiler.ir.graph import Graph, Node, TensorType
+from nmc.compiler.ir.ops import Op
 
 
 class NodeContext:

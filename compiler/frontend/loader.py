@@ -8,7 +8,7 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 from onnx.reference import ReferenceEvaluator
 
-from compiler.errors import ModelError, UnsupportedOpError
+from nmc.compiler.errors import ModelError, UnsupportedOpError
 
 # Nodes never evaluated at compile time even when their inputs are constant.
 _NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
@@ -164,7 +164,7 @@ def _rebuild(model: onnx.ModelProto, nodes, consts) -> onnx.ModelProto:
 
 
 def check_domains(model: onnx.ModelProto, supported: set[str]) -> None:
-    from compiler.frontend.ops.trees import ML_OPS
+    from nmc.compiler.frontend.ops.trees import ML_OPS
 
     for node in model.graph.node:
         if node.domain == "ai.onnx.ml" and node.op_type in ML_OPS:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from compiler.ir.graph import Graph
+from nmc.compiler.ir.graph import Graph
 
 
 def _ty(g: Graph, t: str) -> str:

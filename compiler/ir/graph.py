@@ -11,8 +11,8 @@ from typing import Iterator
 import networkx as nx
 import numpy as np
 
-from compiler.errors import CompileError
-from compiler.ir.ops import Op
+from nmc.compiler.errors import CompileError
+from nmc.compiler.ir.ops import Op
 
 
 @dataclass(frozen=True)

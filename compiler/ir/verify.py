@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import networkx as nx
 
-from compiler.errors import CompileError
-from compiler.ir import ops
-from compiler.ir.graph import Graph, Node
+from nmc.compiler.errors import CompileError
+from nmc.compiler.ir import ops
+from nmc.compiler.ir.graph import Graph, Node
 
 
 class VerifyError(CompileError):

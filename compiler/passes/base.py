@@ -4,11 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, ClassVar
 
-from compiler.errors import CompileError
-from compiler.ir.graph import Graph
+from nmc.compiler.errors import CompileError
+from nmc.compiler.ir.graph import Graph
 
 if TYPE_CHECKING:
-    from backends.target import Target
+    from nmc.backends.target import Target
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from compiler.ir import ops
-from compiler.ir.graph import Graph, Node
-from compiler.ir.mapping import Quant, TileBlock
-from compiler.passes.base import Pass, crossbar_layers
+from nmc.compiler.ir import ops
+from nmc.compiler.ir.graph import Graph, Node
+from nmc.compiler.ir.mapping import Quant, TileBlock
+from nmc.compiler.passes.base import Pass, crossbar_layers
 
 WORST_CASE = "worst case of the programmed weights"
 

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compiler.errors import CompileError
-from compiler.ir import ops
-from compiler.ir.graph import Graph
-from compiler.ir.mapping import CamBlock, CamMapping, FeatureCode, LayerMapping
-from compiler.passes.base import Pass
-from compiler.passes.placement import CapacityError
+from nmc.compiler.errors import CompileError
+from nmc.compiler.ir import ops
+from nmc.compiler.ir.graph import Graph
+from nmc.compiler.ir.mapping import CamBlock, CamMapping, FeatureCode, LayerMapping
+from nmc.compiler.passes.base import Pass
+from nmc.compiler.passes.placement import CapacityError
 
 _BEFORE, _AFTER = 0, 1   # a cut "x >= t" (before t) or "x > t" (after t)
 _CUT_SIDES = {"BRANCH_LEQ": (_AFTER,), "BRANCH_GT": (_AFTER,), "BRANCH_LT": (_BEFORE,), "BRANCH_GTE": (_BEFORE,),
@@ -35,7 +35,7 @@ _CUT_SIDES = {"BRANCH_LEQ": (_AFTER,), "BRANCH_GT": (_AFTER,), "BRANCH_LT": (_BE
 
 def first_cam_core(target) -> int:
     """CAM cores are numbered after every vector and crossbar core."""
-    from backends.target import CamCores
+    from nmc.backends.target import CamCores
 
     return sum(c.count for c in target.cores if not isinstance(c, CamCores))
 

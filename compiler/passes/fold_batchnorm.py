@@ -5,9 +5,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from compiler.ir import ops
-from compiler.ir.graph import Graph, Node
-from compiler.passes.base import Pass
+from nmc.compiler.ir import ops
+from nmc.compiler.ir.graph import Graph, Node
+from nmc.compiler.passes.base import Pass
 
 
 @dataclass(frozen=True)

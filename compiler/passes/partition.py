@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compiler.ir import ops
-from compiler.ir.graph import Graph
-from compiler.ir.mapping import LayerMapping
-from compiler.passes.base import Pass
+from nmc.compiler.ir import ops
+from nmc.compiler.ir.graph import Graph
+from nmc.compiler.ir.mapping import LayerMapping
+from nmc.compiler.passes.base import Pass
 
 _DIGITAL_REASONS = {
     ops.MatMul: "product of two activations (e.g. attention): no stationary weights",

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from compiler.errors import CompileError
-from compiler.ir.graph import Graph
-from compiler.passes.base import Pass
+from nmc.compiler.errors import CompileError
+from nmc.compiler.ir.graph import Graph
+from nmc.compiler.passes.base import Pass
 
 
 class CapacityError(CompileError):
@@ -14,7 +14,7 @@ class CapacityError(CompileError):
 
 def first_crossbar_core(target) -> int:
     """Cores are numbered vector cores first, then crossbar cores."""
-    from backends.target import VectorCores
+    from nmc.backends.target import VectorCores
 
     return sum(c.count for c in target.cores if isinstance(c, VectorCores))
 

@@ -5,10 +5,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from compiler.ir import ops
-from compiler.ir.graph import Graph, TensorType
-from compiler.ir.mapping import Quant, matrix_view
-from compiler.passes.base import Pass, crossbar_layers
+from nmc.compiler.ir import ops
+from nmc.compiler.ir.graph import Graph, TensorType
+from nmc.compiler.ir.mapping import Quant, matrix_view
+from nmc.compiler.passes.base import Pass, crossbar_layers
 
 _NONNEGATIVE_FNS = {"relu", "sigmoid", "exp", "sqrt", "abs"}
 

@@ -5,11 +5,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from compiler.errors import CompileError
-from compiler.ir import ops
-from compiler.ir.graph import Graph
-from compiler.ir.mapping import TileBlock
-from compiler.passes.base import Pass, crossbar_layers
+from nmc.compiler.errors import CompileError
+from nmc.compiler.ir import ops
+from nmc.compiler.ir.graph import Graph
+from nmc.compiler.ir.mapping import TileBlock
+from nmc.compiler.passes.base import Pass, crossbar_layers
 
 
 def columns_per_weight(weight_bits: int, cell_bits: int, scheme: str) -> int:

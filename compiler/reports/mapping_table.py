@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, is_dataclass
 
-from isa.instructions import Instr, Loop
-from isa.program import Program
+from nmc.isa.instructions import Instr, Loop
+from nmc.isa.program import Program
 
 ATTACHMENT = "mapping.json"
 VERSION = 1

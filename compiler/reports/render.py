@@ -12,6 +12,8 @@ from pathlib import Path
 
 import jinja2
 
+from nmc.runtime.display import si
+
 FORMATS = ("html", "md", "json")
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -29,19 +31,6 @@ VECTOR_FILL, IDLE_FILL = "#8a94a6", "#dfe3e8"
 CHART_WIDTH, LABEL_WIDTH, VALUE_WIDTH, BAR_HEIGHT, BAR_PITCH = 560, 160, 170, 14, 20
 MAX_BARS = 40
 MAX_ARRAYS_DRAWN = 4096  # a bigger group is drawn one square per core
-
-
-def si(value: float | None, unit: str = "", digits: int = 3) -> str:
-    """``1.5e-05, "s"`` → ``15 µs``."""
-    if value is None:
-        return "–"
-    if value == 0:
-        return f"0 {unit}".rstrip()
-    for factor, prefix in ((1e-15, "f"), (1e-12, "p"), (1e-9, "n"), (1e-6, "µ"), (1e-3, "m"), (1.0, ""),
-                           (1e3, "k"), (1e6, "M"), (1e9, "G"), (1e12, "T")):
-        if abs(value) < factor * 1000:
-            return f"{value / factor:.{digits}g} {prefix}{unit}".rstrip()
-    return f"{value:.{digits}g} {unit}".rstrip()
 
 
 def pct(value: float | None, digits: int = 1) -> str:

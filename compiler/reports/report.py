@@ -8,20 +8,22 @@ onnxruntime. Like ``compiler/verify.py`` this is a separate step that imports th
 """
 from __future__ import annotations
 
+import html
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from backends.target import Target, load_target, parse_target
-from compiler.progress import ProgressCallback, part
-from compiler.reports import mapping_table
-from isa.container import load_program
-from isa.errors import NmcError
-from isa.instructions import Loop
-from isa.program import Program
-from runtime.timing import Stats, estimate
+from nmc.backends.target import Target
+from nmc.compiler.progress import ProgressCallback, part
+from nmc.compiler.reports import mapping_table
+from nmc.isa.errors import NmcError
+from nmc.isa.files import write_atomic
+from nmc.isa.instructions import Loop
+from nmc.isa.program import Program
+from nmc.runtime.compiled import load as load_compiled
+from nmc.runtime.timing import Stats, estimate
 
 REPORT_VERSION = 1
 IO_LAYER = "(program i/o)"  # the name runtime.timing gives work outside every layer
@@ -58,10 +60,8 @@ class ReportInputs:
 # ----------------------------------------------------------------------------- the program file
 def load(path: str | os.PathLike) -> tuple[Program, Target, dict]:
     """A ``.nmc`` file → (program, the target stored in it, its mapping table)."""
-    program, attachments = load_program(path)
-    target = (parse_target(attachments["target.toml"], f"{path}:target.toml")
-              if "target.toml" in attachments else load_target(program.target))
-    return program, target, mapping_table.read(attachments, program, target)
+    loaded = load_compiled(path)
+    return loaded.program, loaded.target, mapping_table.read(loaded.attachments, loaded.program, loaded.target)
 
 
 def noisy(target: Target) -> bool:
@@ -274,7 +274,7 @@ def build_report(program: Program, target: Target, mapping: dict, stats: Stats |
             utilization=sum(c["utilization"] * c["arrays"] for c in cams) / max(1, sum(c["arrays"] for c in cams)))
     io_energy = float(stats.energy_by_layer_pj.get(IO_LAYER, 0.0))
     io_cycles = float(stats.cycles_by_layer.get(IO_LAYER, 0.0))
-    return {
+    return Report({
         "nmc_report": REPORT_VERSION,
         "program": source,
         "target": {"name": target.name, "summary": target.summary, "one_line": target.one_line(),
@@ -291,7 +291,7 @@ def build_report(program: Program, target: Target, mapping: dict, stats: Stats |
         "floorplan": plan,
         "stats": stats.to_dict(),
         "evaluation": evaluation,
-    }
+    })
 
 
 # ----------------------------------------------------------------------------- runs on inputs
@@ -306,8 +306,8 @@ def evaluate(program: Program, target: Target, given: ReportInputs,
     """Run the program on the inputs: per condition (time since programming), per output, the
     spread over trials of accuracy (labels) and of error and top-1 agreement (onnxruntime).
     ``progress(done, total, note)`` follows the runs (times × trials)."""
-    from compiler.verify import _compare, _labels_for, _run_onnxruntime
-    from runtime import SimOptions, execute
+    from nmc.compiler.verify import _compare, _labels_for, _run_onnxruntime
+    from nmc.runtime import SimOptions, execute
 
     if given.labels is None and given.model is None:
         raise NmcError("a report on inputs needs --labels (accuracy) or --model (error against onnxruntime), "
@@ -320,7 +320,7 @@ def evaluate(program: Program, target: Target, given: ReportInputs,
         times = [("0", 0.0)]  # nothing on this target depends on the time since programming
     reference = None
     if given.model is not None:
-        from compiler.frontend.loader import read_model
+        from nmc.compiler.frontend.loader import read_model
 
         reference = _run_onnxruntime(read_model(given.model), given.inputs)
     notes = []
@@ -366,3 +366,29 @@ def report_file(path: str | os.PathLike, given: ReportInputs | None = None) -> d
     program, target, mapping = load(path)
     evaluation = evaluate(program, target, given) if given is not None else None
     return build_report(program, target, mapping, evaluation=evaluation, source=Path(path).name)
+
+
+class Report(dict):
+    """A report as plain data (a dict, what ``--format json`` writes) that renders itself:
+    ``render("html" | "md" | "json")``, ``save(path)`` by suffix, and HTML in a notebook."""
+
+    def render(self, fmt: str = "html") -> str:
+        from nmc.compiler.reports.render import render
+
+        return render(self, fmt)
+
+    def save(self, path: str | os.PathLike, fmt: str | None = None) -> None:
+        """Write the report (atomically); the format defaults to the suffix (.html, .md, .json)."""
+        from nmc.compiler.reports.render import FORMATS
+
+        path = Path(path)
+        fmt = fmt or {".htm": "html", ".markdown": "md"}.get(path.suffix, path.suffix.lstrip(".")) or "html"
+        if fmt not in FORMATS:
+            raise NmcError(f"{path}: report formats are {', '.join(FORMATS)} (.html, .md, .json)")
+        text = self.render(fmt).encode()
+        write_atomic(path, lambda f: f.write(text))
+
+    def _repr_html_(self) -> str:
+        # the page is self-contained (its own styles): an iframe keeps them out of the notebook's
+        return (f'<iframe srcdoc="{html.escape(self.render("html"), quote=True)}" '
+                f'style="width:100%;height:720px;border:1px solid #ccc"></iframe>')

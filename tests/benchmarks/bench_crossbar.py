@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 sys.path.insert(0, str(ROOT))
 
-from compiler import compile_model  # noqa: E402
-from runtime import SimOptions, execute  # noqa: E402
+from nmc.compiler import compile_model  # noqa: E402
+from nmc.runtime import SimOptions, execute  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ideal import best_time  # noqa: E402  (one timing rule for all benchmarks)

@@ -25,9 +25,9 @@ EXAMPLES = ROOT / "examples"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(EXAMPLES))
 
-from compiler import compile_model  # noqa: E402
+from nmc.compiler import compile_model  # noqa: E402
 from make_resnet18 import build_resnet18  # noqa: E402
-from runtime import execute  # noqa: E402
+from nmc.runtime import execute  # noqa: E402
 
 
 def best_time(fn, repeats: int) -> float:

@@ -21,10 +21,10 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from compiler.driver import compile_model  # noqa: E402
-from runtime.crossbar import SimOptions  # noqa: E402
-from runtime.machine import execute  # noqa: E402
-from runtime.timing import estimate  # noqa: E402
+from nmc.compiler.driver import compile_model  # noqa: E402
+from nmc.runtime.crossbar import SimOptions  # noqa: E402
+from nmc.runtime.machine import execute  # noqa: E402
+from nmc.runtime.timing import estimate  # noqa: E402
 
 
 def main() -> None:

@@ -23,4 +23,4 @@ def supported_ops() -> list[str]:
 
 
 def _load() -> None:
-    from compiler.frontend.ops import elementwise, nn, norm, quant, shape, trees  # noqa: F401  (registration)
+    from nmc.compiler.frontend.ops import elementwise, nn, norm, quant, shape, trees  # noqa: F401  (registration)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from compiler.frontend.context import NodeContext, norm_axis
-from compiler.frontend.ops import converter
-from compiler.ir import ops
+from nmc.compiler.frontend.context import NodeContext, norm_axis
+from nmc.compiler.frontend.ops import converter
+from nmc.compiler.ir import ops
 
 _UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "Log": "log", "Sqrt": "sqrt",
           "Neg": "neg", "Abs": "abs", "Reciprocal": "recip", "Erf": "erf", "Floor": "floor", "Ceil": "ceil"}

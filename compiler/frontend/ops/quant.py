@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from compiler.frontend.context import NodeContext, norm_axis
-from compiler.frontend.ops import converter
-from compiler.ir import ops
+from nmc.compiler.frontend.context import NodeContext, norm_axis
+from nmc.compiler.frontend.ops import converter
+from nmc.compiler.ir import ops
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.frontend.context import NodeContext, norm_axis
-from compiler.frontend.ops import converter
-from compiler.ir import ops
+from nmc.compiler.frontend.context import NodeContext, norm_axis
+from nmc.compiler.frontend.ops import converter
+from nmc.compiler.ir import ops
 
 
 @converter("Reshape", "Flatten", "Squeeze", "Unsqueeze")

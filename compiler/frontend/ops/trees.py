@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 from onnx import numpy_helper
 
-from compiler.frontend.context import NodeContext
-from compiler.frontend.ops import converter
-from compiler.ir import ops
+from nmc.compiler.frontend.context import NodeContext
+from nmc.compiler.frontend.ops import converter
+from nmc.compiler.ir import ops
 
 ML_OPS = ("TreeEnsembleClassifier", "TreeEnsembleRegressor", "TreeEnsemble", "Scaler", "ZipMap")
 TRANSFORMS = ("NONE", "SOFTMAX", "LOGISTIC", "SOFTMAX_ZERO", "PROBIT")
