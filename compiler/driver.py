@@ -10,11 +10,13 @@ import onnx
 
 from nmc.backends.target import Target, load_target
 from nmc.compiler.codegen.lower import generate
-from nmc.compiler.errors import CompileError
+from nmc.compiler.errors import CompileError, PassCrashed
 from nmc.compiler.frontend import import_onnx
 from nmc.compiler.ir.graph import Graph
 from nmc.compiler.ir.verify import verify
 from nmc.compiler.passes import BitSlicing, CamMappingPass, FoldBatchNorm, Partition, Pass, Placement, Quantize, TileMapping
+from nmc.compiler.passes import contracts
+from nmc.isa.errors import NmcError
 from nmc.isa.program import Program
 from nmc.isa.validate import validate
 
@@ -74,18 +76,36 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, target: str | Targ
         step("calibration")
         calibrate_graph(graph, model, calibration)
     if check:
-        verify(graph, after="frontend")
-    for p in passes:                                          # graph passes
+        verify(graph, after="frontend", target=tgt)
+    for p in passes:                                          # graph passes, each between its contracts
         step(p.name)
-        p.run(graph, tgt)
-        if check:
-            verify(graph, after=p.name)
+        run_pass(p, graph, tgt, check)
     step("codegen")
     program = generate(graph, tgt.name)                        # codegen: ISA for the digital cores
     step("validate")
     validate(program)                                          # the program is well-formed
     step(None)
     return Compiled(program, graph, tgt)
+
+
+def run_pass(p: Pass, graph: Graph, target: Target, check: bool = True) -> bool:
+    """Run one pass; with ``check``, its ``requires`` before, its ``ensures`` and ``verify`` after
+    (a ``VerifyError`` naming pass and contract). An error raised inside names the pass: an
+    ``NmcError`` keeps its class, anything else (a bug) becomes ``PassCrashed``."""
+    if check:
+        contracts.check(p, graph, "requires")
+    try:
+        changed = p.run(graph, target)
+    except NmcError as e:
+        if e.args and isinstance(e.args[0], str) and f"pass {p.name}" not in e.args[0]:
+            e.args = (f"pass {p.name}: {e.args[0]}", *e.args[1:])
+        raise
+    except Exception as e:
+        raise PassCrashed(f"pass {p.name} crashed: {type(e).__name__}: {e}") from e
+    if check:
+        contracts.check(p, graph, "ensures")
+        verify(graph, after=p.name, target=target)
+    return changed
 
 
 def _stepper(stages: list[str], progress: Callable[..., None] | None) -> Callable[[str | None], None]:

@@ -8,6 +8,15 @@ class CompileError(NmcError):
     """The model cannot be compiled as given."""
 
 
+class InternalError(RuntimeError):
+    """A bug in nmc, not in the model or the target: not an ``NmcError``, so the CLI reports it
+    as an internal error (exit code 3) and API users do not mistake it for bad input."""
+
+
+class PassCrashed(InternalError):
+    """An exception other than an ``NmcError`` escaped a pass. The original is its ``__cause__``."""
+
+
 class ModelError(CompileError):
     """The ONNX model is malformed or cannot be read."""
 

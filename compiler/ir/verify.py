@@ -1,18 +1,27 @@
 """``verify(graph)``: well-formedness and per-op invariants, run after every pass in tests."""
 from __future__ import annotations
 
-import networkx as nx
+from typing import TYPE_CHECKING
 
-from nmc.compiler.errors import CompileError
+import networkx as nx
+import numpy as np
+
+from nmc.compiler.errors import CompileError, InternalError
 from nmc.compiler.ir import ops
 from nmc.compiler.ir.graph import Graph, Node
+from nmc.compiler.ir.mapping import CamMapping, LayerMapping, Quant, TileBlock
+
+if TYPE_CHECKING:
+    from nmc.backends.target import Target
 
 
-class VerifyError(CompileError):
+class VerifyError(InternalError):
     """The IR broke an invariant (a compiler bug, reported with the node and the pass)."""
 
 
-def verify(g: Graph, after: str = "") -> None:
+def verify(g: Graph, after: str = "", target: "Target | None" = None) -> None:
+    """Raise ``VerifyError`` naming the node and ``after`` (the pass) at the first broken
+    invariant of the graph or of its mapping records (block sizes against ``target`` if given)."""
     where = f" after pass {after}" if after else ""
     if not nx.is_directed_acyclic_graph(g.dag):
         raise VerifyError(f"graph has a cycle{where}")
@@ -39,6 +48,7 @@ def verify(g: Graph, after: str = "") -> None:
             raise VerifyError(f"graph output {t!r} is never computed{where}")
     if g.batched:
         check_batch_axis(g, where)
+    check_mapping(g, where, target)
 
 
 _BATCH_HINT = ("nmc runs a model with a free leading batch dimension sample by sample, so no operation may "
@@ -111,3 +121,185 @@ def _check_op(g: Graph, node: Node, where: str) -> None:
             fail(f"{len(op.scale)} scales along axis {op.axis} of {list(g.shape(node.inputs[0]))}")
     if len(node.outputs) != 1:
         fail("every IR node has exactly one output")
+
+
+_UNITS = ("crossbar", "vector", "cam")
+_INPUT_RANGE_SOURCES = ("qdq", "calibration", "dynamic")
+
+
+def check_mapping(g: Graph, where: str = "", target: "Target | None" = None) -> None:
+    """Every mapping record names a node and agrees with it and with the other records: quant
+    shapes and bit ranges, tiles covering the weight matrix exactly once within the target's
+    crossbars, ADC ranges, placements on distinct crossbars, CAM rows in order. Work is per
+    block or vectorised, never per weight in Python."""
+    taken: dict[tuple[int, int], str] = {}
+    for name, record in g.mapping.items():
+        if name not in g.dag:
+            raise VerifyError(f"mapping record {name!r} names no node of the graph{where}")
+        node = g.node(name)
+
+        def fail(msg: str, node: Node = node):
+            raise VerifyError(f"{node.describe()}: mapping {msg}{where}")
+
+        if not isinstance(record, LayerMapping):
+            fail(f"record is a {type(record).__name__}, not a LayerMapping")
+        if record.unit not in _UNITS or not record.reason:
+            fail(f"has unit {record.unit!r} and reason {record.reason!r}; it needs a unit "
+                 f"({', '.join(_UNITS)}) and a reason")
+        if record.unit != "crossbar" and (record.quant is not None or record.tiles):
+            fail(f"on unit {record.unit} holds crossbar quantisation or tiles")
+        if record.unit == "crossbar" and not isinstance(node.op, (ops.Dense, ops.Conv)):
+            fail(f"puts a {type(node.op).__name__} on crossbars; only Dense and Conv have stationary weights")
+        if (record.unit == "cam") != (record.cam is not None) or (
+                record.unit == "cam" and not isinstance(node.op, ops.TreeEnsemble)):
+            fail(f"on unit {record.unit} {'has' if record.cam is not None else 'lacks'} a CAM mapping; "
+                 "tree ensembles and only they have one")
+        if record.quant is not None:
+            _check_quant(g, node, record.quant, fail)
+        if record.tiles:
+            if record.quant is None:
+                fail("has tiles but no quant")
+            _check_tiles(g, node, record, fail, target, taken)
+        if record.cam is not None:
+            _check_cam(g, node, record.cam, fail, target)
+
+
+def _matrix_shape(g: Graph, node: Node) -> tuple[int, int, int]:
+    """``[G, M/G, C/G · prod(kernel)]``: the shape ``mapping.matrix_view`` gives the weight."""
+    w = g.shape(node.inputs[1])
+    if isinstance(node.op, ops.Dense):
+        return (1, w[0], w[1])
+    group = node.op.group
+    return (group, w[0] // group, int(np.prod(w[1:])))
+
+
+def _check_quant(g: Graph, node: Node, quant: Quant, fail) -> None:
+    q, scale = g.constants.get(quant.weights), g.constants.get(quant.weight_scale)
+    if q is None or scale is None:
+        fail(f"quant names {quant.weights!r} and {quant.weight_scale!r}, which are not both constants")
+    want = _matrix_shape(g, node)
+    if q.shape != want or not np.issubdtype(q.dtype, np.integer):
+        fail(f"quant weights are {q.dtype}{list(q.shape)}, not integers {list(want)}")
+    if scale.shape != (want[0] * want[1],) or not np.all(scale > 0):
+        fail(f"quant needs one positive weight scale per output ({want[0] * want[1]}), not {list(scale.shape)}")
+    if quant.weight_bits < 1 or quant.input_bits < (2 if quant.input_signed else 1):
+        fail(f"quant has {quant.weight_bits} weight bits and {quant.input_bits} "
+             f"{'signed' if quant.input_signed else 'unsigned'} input bits")
+    qmax = (1 << (quant.weight_bits - 1)) - 1
+    if q.size and int(np.abs(q).max()) > qmax:
+        fail(f"quant weights reach {int(np.abs(q).max())}, beyond ±{qmax} of {quant.weight_bits} bits")
+    if quant.input_range_source not in _INPUT_RANGE_SOURCES:
+        fail(f"quant input range source {quant.input_range_source!r} is none of {', '.join(_INPUT_RANGE_SOURCES)}")
+    if (quant.input_scale is None) != (quant.input_range_source == "dynamic") or (
+            quant.input_scale is not None and not quant.input_scale > 0):
+        fail(f"quant input scale {quant.input_scale} does not fit its source {quant.input_range_source!r} "
+             "(dynamic: none; else a positive number)")
+
+
+def _check_tiles(g: Graph, node: Node, record: LayerMapping, fail, target, taken: dict) -> None:
+    groups, outs, width = g.constants[record.quant.weights].shape
+    kernel = int(np.prod(node.op.kernel)) if isinstance(node.op, ops.Conv) else 1
+    dims = (groups, width // kernel, outs)  # groups, input channels per group, outputs per group
+    crossbar = target.crossbar if target is not None else None
+    first_core = None
+    if crossbar is not None:
+        from nmc.compiler.passes.placement import first_crossbar_core
+
+        first_core = first_crossbar_core(target)
+    lo = np.zeros((len(record.tiles), 3), np.int64)
+    hi = np.zeros((len(record.tiles), 3), np.int64)
+    cols_per_weight = set()
+    for i, t in enumerate(record.tiles):
+        if not isinstance(t, TileBlock):
+            fail(f"tile {i} is a {type(t).__name__}, not a TileBlock")
+        lo[i] = t.group, t.channel, t.out
+        hi[i] = t.group + t.groups, t.channel + t.channels, t.out + t.outs
+        if lo[i].min() < 0 or min(t.groups, t.channels, t.outs) < 1 or (hi[i] > dims).any():
+            fail(f"tile {i} ({_block_text(t)}) lies outside the weight matrix of {dims[0]} groups × "
+                 f"{dims[1]} channels × {dims[2]} outputs")
+        if t.rows != t.groups * t.channels * kernel:
+            fail(f"tile {i} uses {t.rows} rows, not groups × channels × kernel = {t.groups * t.channels * kernel}")
+        if t.cols < 1 or t.cols % (t.groups * t.outs):
+            fail(f"tile {i} uses {t.cols} columns for {t.groups * t.outs} outputs")
+        cols_per_weight.add(t.cols // (t.groups * t.outs))
+        if crossbar is not None and (t.rows > crossbar.rows or t.cols > crossbar.cols):
+            fail(f"tile {i} of {t.rows}×{t.cols} cells does not fit crossbars of {crossbar.rows}×{crossbar.cols}")
+        if not t.adc_range >= 0 or (t.adc_range_source and not t.adc_range > 0):
+            fail(f"tile {i} has ADC range {t.adc_range} from {t.adc_range_source!r}")
+        if min(t.core, t.xbar) < -1 or (t.core < 0) != (t.xbar < 0):
+            fail(f"tile {i} is on core {t.core}, crossbar {t.xbar}: both placed or neither (-1)")
+        if t.core >= 0:
+            if first_core is not None and not (first_core <= t.core < first_core + crossbar.count
+                                               and t.xbar < crossbar.crossbars_per_core):
+                fail(f"tile {i} is on core {t.core}, crossbar {t.xbar}; the target's crossbar cores are "
+                     f"{first_core}..{first_core + crossbar.count - 1} with {crossbar.crossbars_per_core} "
+                     "crossbars each")
+            here = f"{node.name} tile {i}"
+            other = taken.setdefault((t.core, t.xbar), here)
+            if other != here:
+                fail(f"tile {i} shares core {t.core}, crossbar {t.xbar} with {other}")
+    if len(cols_per_weight) > 1:
+        fail(f"tiles use {sorted(cols_per_weight)} columns per weight; a layer has one width")
+    problem = _cover_problem(lo, hi, dims)
+    if problem:
+        fail(problem)
+
+
+def _cover_problem(lo: np.ndarray, hi: np.ndarray, dims: tuple[int, int, int]) -> str:
+    """Where blocks ``[lo, hi)`` (rows of (group, channel, output)) fail to cover ``dims``
+    exactly once: counted on the grid the block edges cut, so the work is per block."""
+    cuts = [np.unique(np.concatenate(([0, n], lo[:, a], hi[:, a]))) for a, n in enumerate(dims)]
+    start = [np.searchsorted(cuts[a], lo[:, a]) for a in range(3)]
+    stop = [np.searchsorted(cuts[a], hi[:, a]) for a in range(3)]
+    count = np.zeros([len(c) - 1 for c in cuts], np.int32)
+    for i in range(len(lo)):
+        count[start[0][i]:stop[0][i], start[1][i]:stop[1][i], start[2][i]:stop[2][i]] += 1
+    bad = np.argwhere(count != 1)
+    if not len(bad):
+        return ""
+    cell = tuple(bad[0])
+    group, channel, out = (int(cuts[a][cell[a]]) for a in range(3))
+    return (f"tiles cover group {group}, channel {channel}, output {out} {int(count[cell])} times; "
+            "each weight belongs to exactly one tile")
+
+
+def _block_text(t: TileBlock) -> str:
+    return (f"groups [{t.group},{t.group + t.groups}) channels [{t.channel},{t.channel + t.channels}) "
+            f"outs [{t.out},{t.out + t.outs})")
+
+
+def _check_cam(g: Graph, node: Node, cam: CamMapping, fail, target) -> None:
+    features = g.shape(node.inputs[0])[-1]
+    arrays = [g.constants.get(t) for t in (cam.lo, cam.hi, cam.leaves)]
+    if any(a is None for a in arrays):
+        fail(f"CAM mapping names {cam.lo!r}, {cam.hi!r}, {cam.leaves!r}, which are not all constants")
+    lo, hi, leaves = arrays
+    if lo.shape != (cam.rows, features) or hi.shape != lo.shape or leaves.ndim != 2 or len(leaves) != cam.rows:
+        fail(f"CAM bounds {list(lo.shape)}, {list(hi.shape)} and leaves {list(leaves.shape)} do not hold "
+             f"{cam.rows} rows of {features} features")
+    if not np.all(lo < hi):
+        fail("CAM row has an empty code range [lo, hi)")
+    if [c.feature for c in cam.codes] != list(range(features)) or cam.columns != sum(c.cells for c in cam.codes):
+        fail(f"CAM codes describe features {[c.feature for c in cam.codes]} in {cam.columns} columns, not each of "
+             f"{features} features once in the sum of their cells")
+    if not 1 <= cam.paths <= cam.rows or cam.lossless != (not any(c.merged for c in cam.codes)):
+        fail(f"CAM mapping has {cam.paths} paths in {cam.rows} rows, lossless={cam.lossless}")
+    cores = target.cam if target is not None else None
+    first_core = None
+    if cores is not None:
+        from nmc.compiler.passes.cam_mapping import first_cam_core
+
+        first_core = first_cam_core(target)
+    row = 0
+    for i, b in enumerate(cam.blocks):
+        if b.row != row or b.rows < 1 or b.chained < 1:
+            fail(f"CAM block {i} holds rows [{b.row},{b.row + b.rows}) on {b.chained} cores; the next rows "
+                 f"start at {row}")
+        if cores is not None and (b.rows > cores.rows or b.chained * cores.cols < cam.columns
+                                  or not first_core <= b.core <= b.core + b.chained <= first_core + cores.count):
+            fail(f"CAM block {i} ({b.rows} rows, cores {b.core}..{b.core + b.chained - 1}) does not fit the target's "
+                 f"cores {first_core}..{first_core + cores.count - 1} of {cores.rows}×{cores.cols}")
+        row += b.rows
+    if row != cam.rows or cam.cores != sum(b.chained for b in cam.blocks):
+        fail(f"CAM blocks hold {row} rows on {sum(b.chained for b in cam.blocks)} cores; the mapping says "
+             f"{cam.rows} rows on {cam.cores}")

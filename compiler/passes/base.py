@@ -17,6 +17,8 @@ class Pass:
     whether it changed anything."""
 
     name: ClassVar[str] = "pass"
+    requires: ClassVar[tuple[str, ...]] = ()  # contracts (passes/contracts.py) that must hold before run
+    ensures: ClassVar[tuple[str, ...]] = ()   # contracts that hold after it
 
     def run(self, g: Graph, target: "Target | None" = None) -> bool:  # pragma: no cover - interface
         raise NotImplementedError

@@ -46,6 +46,7 @@ class CamMappingPass(Pass):
     ``max_cells``: cells per feature (0: the target's ``max_cells_per_feature``)."""
 
     name = "cam-mapping"
+    ensures = ("trees-on-cam",)
     lossless: bool = False
     max_cells: int = 0
 

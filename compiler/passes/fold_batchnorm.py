@@ -13,6 +13,8 @@ from nmc.compiler.passes.base import Pass
 @dataclass(frozen=True)
 class FoldBatchNorm(Pass):
     name = "fold-batchnorm"
+    requires = ("no-mapping-records",)  # it replaces nodes, so it runs before records name them
+    ensures = ("batchnorm-folded",)
 
     def run(self, g: Graph, target=None) -> bool:
         changed = False

@@ -24,6 +24,7 @@ class Partition(Pass):
     them digital; everything else runs on vector units. Each decision carries its reason."""
 
     name = "partition"
+    ensures = ("every-node-partitioned", "crossbars-hold-matrix-layers")
     first_digital: bool = False
     last_digital: bool = False
     min_weights: int = 0  # smaller weight matrices stay digital

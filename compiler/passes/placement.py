@@ -24,6 +24,8 @@ class Placement(Pass):
     """Tiles fill crossbars in layer order, one tile per crossbar, core after core."""
 
     name = "placement"
+    requires = ("crossbar-layers-tiled",)
+    ensures = ("tiles-placed",)
 
     def run(self, g: Graph, target=None) -> bool:
         crossbar = target.crossbar if target is not None else None

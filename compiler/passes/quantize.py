@@ -95,6 +95,8 @@ class Quantize(Pass):
     time from the input's largest magnitude. 0 means "the target's width"."""
 
     name = "quantize"
+    requires = ("every-node-partitioned",)
+    ensures = ("crossbar-layers-quantized",)
     weight_bits: int = 0
     input_bits: int = 0
 
