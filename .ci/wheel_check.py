@@ -9,7 +9,7 @@ import sys
 import zipfile
 
 NEEDED = ("nmc/__init__.py", "nmc/isa/grammar.lark", "nmc/backends/targets/pcm.toml",
-          "nmc/compiler/reports/templates/report.html.j2", "nmc/compiler/cli.py", "nmc/runtime/machine.py")
+          "nmc/compiler/reports/templates/report.html.j2", "nmc/compiler/cli/__main__.py", "nmc/runtime/machine.py")
 
 
 def main(wheel: str) -> int:

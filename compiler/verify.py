@@ -18,26 +18,9 @@ from nmc.compiler.driver import compile_model
 from nmc.compiler import oracle
 from nmc.compiler.frontend.loader import read_model, real_inputs
 from nmc.compiler.progress import ProgressCallback, part
+from nmc.compiler.trials import Spread
 from nmc.isa.errors import NmcError
 from nmc.runtime import SimOptions, execute
-
-
-@dataclass(frozen=True)
-class Spread:
-    """A quantity over independent trials (programming instances): mean, std, min, max."""
-
-    mean: float
-    std: float
-    min: float
-    max: float
-
-    @classmethod
-    def of(cls, values) -> Spread:
-        v = np.asarray(list(values), dtype=np.float64)
-        return cls(float(v.mean()), float(v.std()), float(v.min()), float(v.max()))
-
-    def format(self, fmt: str) -> str:
-        return f"{self.mean:{fmt}} ± {self.std:{fmt}} [{self.min:{fmt}}, {self.max:{fmt}}]"
 
 
 @dataclass(frozen=True)
@@ -82,9 +65,9 @@ class VerifyReport:
         for o in self.outputs:
             rel = o.rel_error_spread.format(".3g") if o.rel_error_spread else f"{o.rel_error:.3g}"
             top1 = "-" if o.top1_agreement is None else (
-                _percent(o.top1_spread) if o.top1_spread else f"{o.top1_agreement:.2%}")
+                o.top1_spread.format(".2%") if o.top1_spread else f"{o.top1_agreement:.2%}")
             accuracy = "-" if o.accuracy is None else (
-                f"{_percent(o.accuracy_spread) if o.accuracy_spread else f'{o.accuracy:.2%}'} / "
+                f"{o.accuracy_spread.format('.2%') if o.accuracy_spread else f'{o.accuracy:.2%}'} / "
                 f"{o.reference_accuracy:.2%}")
             rows.append((o.name, "[" + ",".join(map(str, o.shape)) + "]", f"{o.max_abs_error:.3g}", rel, top1,
                          accuracy))
@@ -97,10 +80,6 @@ class VerifyReport:
         lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
         lines += [f"FAIL: {f}" for f in self.failures] or ["PASS"]
         return "\n".join(lines)
-
-
-def _percent(s: Spread) -> str:
-    return f"{s.mean:.2%} ± {s.std:.2%} [{s.min:.2%}, {s.max:.2%}]"
 
 
 def verify_model(model: str | os.PathLike | onnx.ModelProto, inputs: dict[str, np.ndarray],

@@ -14,9 +14,12 @@ import pytest
 from helpers import make_model, run_ort
 from onnx import helper
 
-import nmc.compiler.cli
+import nmc.compiler.cli.commands
+import nmc.compiler.driver
 import nmc.compiler.verify
 from nmc.compiler.cli import main
+from nmc.compiler.errors import CompileError
+from nmc.compiler.ir.verify import VerifyError
 from nmc.isa import load_program
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,7 +86,7 @@ def test_compile_run_verify(files, capsys):
         assert field in text
     program, attachments = load_program(out)              # default output: MODEL.nmc
     assert "[chip]" in attachments["target.toml"]         # the program carries its target
-    assert (files / "model.s").read_text().startswith(".nmc 1\n")
+    assert (files / "model.s").read_text().startswith(".nmc 2\n")
 
     assert main(["run", str(out), "--input", str(files / "x.npy"), "-o", str(files / "y.npy")]) == 0
     text = capsys.readouterr().out
@@ -136,6 +139,45 @@ def test_verify_fails_outside_tolerance(files, capsys, monkeypatch):
 def test_targets(capsys):
     assert main(["targets"]) == 0
     assert "ideal" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- exit codes
+@pytest.mark.parametrize("raised,code,line", [
+    (CompileError("the model cannot be compiled"), 2, "nmc: error: the model cannot be compiled"),
+    (PermissionError(13, "Permission denied", "m.nmc"), 2, "nmc: error: m.nmc: Permission denied"),
+    (VerifyError("node n0 (ONNX Gemm 'fc'): reads 'nowhere' after pass demo"), 3,
+     "nmc: internal error: the graph IR broke an invariant (a bug in nmc): node n0 (ONNX Gemm 'fc'): reads "
+     "'nowhere' after pass demo (run with --debug for the traceback, and please report it)"),
+    (ZeroDivisionError("division by zero"), 3,
+     "nmc: internal error: ZeroDivisionError: division by zero (run with --debug for the traceback, and please "
+     "report it)"),
+], ids=["user-error", "os-error", "verify-error", "unexpected"])
+def test_exit_codes(files, capsys, monkeypatch, raised, code, line):
+    """A user error exits 2; a broken IR invariant (``VerifyError``, an ``NmcError`` raised for a
+    compiler bug) and any other unexpected exception exit 3; each is one line on stderr. (``verify``
+    outside the tolerance exits 1: ``test_verify_fails_outside_tolerance``.)"""
+    def compile_model(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(nmc.compiler.driver, "compile_model", compile_model)
+    monkeypatch.setattr(nmc.compiler.verify, "compile_model", compile_model)
+    for command in (["compile", str(files / "model.onnx")],
+                    ["verify", str(files / "model.onnx"), "--input", str(files / "x.npy")]):
+        assert main(command) == code
+        captured = capsys.readouterr()
+        assert captured.err.splitlines() == [line] and captured.out == ""
+    assert not (files / "model.nmc").exists()
+
+
+def test_timing_error_is_a_user_error(tmp_path, capsys):
+    """A hand-written program whose cores deadlock cannot be costed: exit code 2, one line."""
+    from test_runtime import PIPELINE
+
+    from nmc.isa.asm import parse_program
+    from nmc.isa.container import save_program
+
+    save_program(parse_program(PIPELINE.replace("    send $1, a[0; 4:1]\n", "")), tmp_path / "dead.nmc")
+    _error(capsys, ["report", str(tmp_path / "dead.nmc"), "-f", "json", "-o", "-"], "the cores deadlock")
 
 
 # ----------------------------------------------------------------------------- user errors
@@ -402,7 +444,7 @@ def test_broken_pipe_is_quiet(monkeypatch, capsys):
     def gone(args):
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr(nmc.compiler.cli, "cmd_targets", gone)  # build_parser picks it up
+    monkeypatch.setattr(nmc.compiler.cli.commands, "cmd_targets", gone)  # build_parser picks it up
     assert main(["targets"]) == 0
     assert capsys.readouterr().err == ""
 

@@ -11,7 +11,7 @@ import pytest
 from helpers import make_model
 from onnx import helper
 
-import nmc.compiler.cli
+import nmc.compiler.cli.commands
 from nmc.compiler import compile_model
 from nmc.compiler.cli import main
 from nmc.compiler.progress import Progress, part
@@ -103,8 +103,8 @@ def test_captured_output_holds_no_bar(program, capsys):
 def test_error_after_a_bar_is_one_clean_line(program, capsys, monkeypatch):
     """On a terminal the bar is erased before the error, which stays one line; -q draws nothing."""
     tty = FakeTerminal()
-    monkeypatch.setattr(nmc.compiler.cli.sys, "stderr", tty)
-    monkeypatch.setattr(nmc.compiler.cli, "Progress", functools.partial(Progress, stream=tty, delay=0, interval=0))
+    monkeypatch.setattr(nmc.compiler.cli.commands.sys, "stderr", tty)
+    monkeypatch.setattr(nmc.compiler.cli.commands, "Progress", functools.partial(Progress, stream=tty, delay=0, interval=0))
     np.save(program / "y.npy", np.arange(4))  # 4 labels for 5 rows: an error after the runs
     argv = ["run", str(program / "m.nmc"), "-i", str(program / "x.npy"), "--labels", str(program / "y.npy")]
     assert main(argv) == 2

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from nmc.backends.devices import device_model
 from nmc.backends.target import Target
 from nmc.compiler.progress import ProgressCallback, part
 from nmc.compiler.reports import mapping_table
+from nmc.compiler.trials import Spread
 from nmc.isa.errors import NmcError
 from nmc.isa.files import write_atomic
 from nmc.isa.instructions import Loop
@@ -27,7 +29,6 @@ from nmc.runtime.timing import Stats, estimate
 
 REPORT_VERSION = 1
 IO_LAYER = "(program i/o)"  # the name runtime.timing gives work outside every layer
-DRIFTING_MODELS = ("pcm-joshi2020", "pcm-hermes", "rram-wan2022")
 DEFAULT_TIMES = (("0", 0.0), ("1h", 3600.0), ("1d", 86400.0))  # (as written, seconds)
 DEFAULT_NOISY_TRIALS = 3
 
@@ -66,12 +67,13 @@ def load(path: str | os.PathLike) -> tuple[Program, Target, dict]:
 
 def noisy(target: Target) -> bool:
     """Whether two runs of a program on this target can differ (device or ADC noise)."""
-    return target.crossbar is not None and (target.device.model != "none" or target.device.adc_noise_lsb > 0)
+    return target.crossbar is not None and (device_model(target.device).stochastic
+                                            or target.device.adc_noise_lsb > 0)
 
 
 def drifting(target: Target) -> bool:
     """Whether the time since programming changes the result."""
-    return target.crossbar is not None and target.device.model in DRIFTING_MODELS
+    return target.crossbar is not None and device_model(target.device).time_dependent
 
 
 # ----------------------------------------------------------------------------- the figures
@@ -295,12 +297,6 @@ def build_report(program: Program, target: Target, mapping: dict, stats: Stats |
 
 
 # ----------------------------------------------------------------------------- runs on inputs
-def _spread(values) -> dict:
-    v = np.asarray(list(values), dtype=np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()), "max": float(v.max()),
-            "n": int(v.size)}
-
-
 def evaluate(program: Program, target: Target, given: ReportInputs,
              progress: ProgressCallback | None = None) -> dict:
     """Run the program on the inputs: per condition (time since programming), per output, the
@@ -343,15 +339,15 @@ def evaluate(program: Program, target: Target, given: ReportInputs,
             if reference is not None:
                 want = np.asarray(reference[name], dtype=np.float64)
                 compared = [_compare(name, g, want, given.labels) for g in got]
-                entry["max_abs_error"] = _spread(c[0] for c in compared)
-                entry["rel_error"] = _spread(c[1] for c in compared)
+                entry["max_abs_error"] = Spread.of(c[0] for c in compared).to_dict()
+                entry["rel_error"] = Spread.of(c[1] for c in compared).to_dict()
                 if compared[0][2] is not None:
-                    entry["top1_agreement"] = _spread(c[2] for c in compared)
+                    entry["top1_agreement"] = Spread.of(c[2] for c in compared).to_dict()
                 if compared[0][4] is not None:
                     entry["reference_accuracy"] = compared[0][4]
             if given.labels is not None and got[0].ndim == 2 and got[0].shape[1] > 1:
                 y = _labels_for(given.labels, got[0].shape[0], name)
-                entry["accuracy"] = _spread(np.mean(np.argmax(g, axis=1) == y) for g in got)
+                entry["accuracy"] = Spread.of(np.mean(np.argmax(g, axis=1) == y) for g in got).to_dict()
             outputs.append(entry)
         conditions.append({"time": written, "time_s": float(seconds), "outputs": outputs})
     samples = next(iter(given.inputs.values())).shape[0] if program.batched and given.inputs else 1
