@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))  # the example model builders
 
 from nmc.backends.target import CrossbarCores, Target, load_target  # noqa: E402
+from nmc.backends.tile_arithmetic import TileArithmetic  # noqa: E402
 from nmc.isa import parse_program  # noqa: E402
 from nmc.isa.docs import refresh  # noqa: E402
 from nmc.runtime.timing import area, estimate  # noqa: E402
@@ -48,7 +49,7 @@ def variant(target: Target, costs: dict | None = None, **crossbar) -> Target:
 
 
 _MVM = """\
-.nmc 1
+.nmc 2
 .target "{name}"
 .batched true
 .input "x" in0 f32 [{k}]
@@ -58,7 +59,7 @@ _MVM = """\
 .buffer q i32 {k} core1
 .buffer acc i32 {n} core1
 .const w i32 [{n}, {k}]
-.tile t0 weights=w core=1 xbar=0 row=0 col=0 in_bits={in_bits} in_signed=0 adc_range=1.0
+.tile t0 weights=w core=1 xbar=0 row=0 col=0 in_bits={in_bits} in_signed=0 adc_range=1.0 weight_bits={weight_bits} layer=-1
 .core 0
     sync
 .core 1
@@ -97,12 +98,11 @@ class Mvm:
 
 def mvm(target: Target, in_bits: int) -> Mvm:
     xb = target.crossbar
-    wbits = xb.weight_bits - 1 if xb.weight_scheme == "differential" else xb.weight_bits
-    per_weight = -(-wbits // xb.cell_bits) * (2 if xb.weight_scheme == "differential" else 1)
-    k, n = xb.rows, xb.cols // per_weight
+    k, n = xb.rows, xb.cols // TileArithmetic.planned(xb, xb.weight_bits).columns_per_weight
 
     def run(reps: int):
-        program = parse_program(_MVM.format(name=target.name, k=k, n=n, in_bits=in_bits, reps=reps))
+        program = parse_program(_MVM.format(name=target.name, k=k, n=n, in_bits=in_bits, weight_bits=xb.weight_bits,
+                                             reps=reps))
         program.data = {"w": np.ones((n, k), np.int32)}
         return estimate(program, target)
 

@@ -79,7 +79,8 @@ def format_program(p: Program) -> str:
         lines.append(f".const {c.name} {c.dtype} {_fmt_shape(c.shape)}")
     for t in p.tiles.values():
         lines.append(f".tile {t.name} weights={t.weights} core={t.core} xbar={t.xbar} row={t.row} col={t.col} "
-                     f"in_bits={t.in_bits} in_signed={int(t.in_signed)} adc_range={float(t.adc_range)!r}")
+                     f"in_bits={t.in_bits} in_signed={int(t.in_signed)} adc_range={float(t.adc_range)!r} "
+                     f"weight_bits={t.weight_bits} layer={t.layer}")
     for layer in p.layers:
         lines.append(f".layer {layer.index} {json.dumps(layer.name)} {json.dumps(layer.op)}")
     for core in sorted(p.cores):
@@ -147,7 +148,8 @@ class _Build(Transformer):
         try:
             tile = Tile(str(name), str(values["weights"]), int(values["core"]), int(values["xbar"]),
                         int(values["row"]), int(values["col"]), int(values["in_bits"]),
-                        bool(int(values["in_signed"])), float(values["adc_range"]))
+                        bool(int(values["in_signed"])), float(values["adc_range"]), int(values["weight_bits"]),
+                        int(values["layer"]))
         except ValueError as e:
             raise _Semantic(f"tile {name}: bad field value ({e})", name) from None
         if str(name) in self.p.tiles:

@@ -7,7 +7,7 @@ import numpy as np
 
 from nmc.isa.instructions import Statement
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: tiles carry weight_bits and layer
 DTYPES = {"f32": np.float32, "i32": np.int32}
 
 
@@ -51,9 +51,11 @@ class Const:
 @dataclass(frozen=True)
 class Tile:
     """A weight matrix programmed into one crossbar: ``weights`` names an i32 constant
-    ``[N, K]`` of signed integer levels; inputs are ``in_bits`` integers (signed or not); the
-    column ADCs cover ``[-adc_range, adc_range]`` in units of one cell level times one input
-    level. ``core``/``xbar``/``row``/``col`` say where it sits on the chip."""
+    ``[N, K]`` of signed integers of ``weight_bits``; inputs are ``in_bits`` integers (signed or
+    not); the column ADCs cover ``[-adc_range, adc_range]`` in units of one cell level times one
+    input level. ``core``/``xbar``/``row``/``col`` say where it sits on the chip, ``layer`` which
+    layer of the mapping table it belongs to. ``backends.tile_arithmetic`` says what these mean
+    in cells, reads and conversions on a target's crossbars."""
 
     name: str
     weights: str
@@ -64,8 +66,10 @@ class Tile:
     in_bits: int
     in_signed: bool
     adc_range: float
+    weight_bits: int
+    layer: int
 
-    FIELDS = ("weights", "core", "xbar", "row", "col", "in_bits", "in_signed", "adc_range")
+    FIELDS = ("weights", "core", "xbar", "row", "col", "in_bits", "in_signed", "adc_range", "weight_bits", "layer")
 
 
 @dataclass(frozen=True)

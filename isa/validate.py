@@ -35,6 +35,11 @@ def validate(p: Program, check_data: bool = True) -> None:
             raise ProgramError(f"tile {tile.name}: core {tile.core} has no stream")
         if not 1 <= tile.in_bits <= 16 or tile.adc_range <= 0:
             raise ProgramError(f"tile {tile.name}: in_bits must be in 1..16 and adc_range positive")
+        if not 2 <= tile.weight_bits <= 16:
+            raise ProgramError(f"tile {tile.name}: weight_bits {tile.weight_bits} must be in 2..16")
+        if not -1 <= tile.layer < len(p.layers):
+            raise ProgramError(f"tile {tile.name}: layer {tile.layer} is not one of the program's "
+                               f"{len(p.layers)} layers (or -1: none)")
     for layer_index, layer in enumerate(p.layers):
         if layer.index != layer_index:
             raise ProgramError(f"layer table out of order at {layer.name!r}")

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nmc.backends.target import CamCores, CrossbarCores, Target, VectorCores
+from nmc.backends.tile_arithmetic import TileArithmetic
+from nmc.isa.errors import NmcError
 from nmc.isa.instructions import BINARY_OPS, REDUCE_OPS, Instr, Loop
 from nmc.isa.program import Program
 from nmc.isa.views import View
@@ -28,6 +30,10 @@ _SPECIAL = {"exp", "log", "sqrt", "erf", "gelu", "gelu_tanh", "tanh", "sigmoid",
 _MULS = {"mul", "div", "pow", "dequant", "quant"}
 COMPONENTS = ("array", "dac", "adc", "shift_add", "digital_cim", "vector", "buffer", "noc", "io",
               "cam_search", "cam_leaf", "cam_reduce")
+
+
+class TimingError(NmcError):
+    """The program cannot be costed on this target (CAM instructions without CAM cores, a deadlock)."""
 
 
 @dataclass
@@ -207,16 +213,11 @@ class CostModel:
         """The counts one xmvm implies: reads, rows, outputs, slices, conversions."""
         tile = self.p.tiles[ins.operands[1].name]
         n, k = self.p.consts[tile.weights].shape
-        xb = self.xb
-        wbits = xb.weight_bits - 1 if xb.weight_scheme == "differential" else xb.weight_bits
-        slices = -(-wbits // xb.cell_bits)
-        ibits = tile.in_bits - 1 if tile.in_signed else tile.in_bits
-        reads = (2 if tile.in_signed else 1) * max(1, -(-ibits // xb.dac_bits))
-        cols = n * slices * (2 if xb.weight_scheme == "differential" else 1)
-        conversions = n * slices  # a differential pair is subtracted before its one conversion
-        adcs = max(1, xb.cols // xb.cols_per_adc)
-        return dict(n=n, k=k, slices=slices, reads=reads, cols=cols, conversions=conversions, adcs=adcs,
-                    tile=tile.name, ibits=ibits, bits_per_read=min(xb.dac_bits, max(ibits, 1)))
+        arith = TileArithmetic.of(tile, self.xb)
+        adcs = max(1, self.xb.cols // self.xb.cols_per_adc)
+        return dict(n=n, k=k, slices=arith.slices, reads=arith.reads, cols=arith.columns(n),
+                    conversions=arith.conversions(n), adcs=adcs, tile=tile.name,
+                    ibits=arith.input_bits_per_phase, wbits=tile.weight_bits, bits_per_read=arith.bits_per_read)
 
     def _xmvm(self, ins: Instr, core: int, cost: Cost) -> None:
         s = self.xmvm_shape(ins)
@@ -228,7 +229,7 @@ class CostModel:
             per_read = 1.0  # one input bit per cycle through the adder trees
             cost.cycles = s["reads"] * per_read
             cost.busy[unit] = cost.cycles
-            cost.energy["digital_cim"] = cost.macs * c.digital_mac_pj * (xb.weight_bits * s["ibits"]) / 64
+            cost.energy["digital_cim"] = cost.macs * c.digital_mac_pj * (s["wbits"] * s["ibits"]) / 64
             return
         t_read = self.ns(c.read_ns(s["bits_per_read"]))
         t_adc = math.ceil(s["conversions"] / s["adcs"]) * self.ns(c.adc_conversion_ns(xb.adc_bits))
@@ -250,7 +251,7 @@ class CostModel:
         for cleafmin/cleafmax, compares them: a comparator is costed as an adder)."""
         cam = self.t.cam
         if cam is None:
-            raise ValueError(f"the program searches analog CAM but target {self.t.name!r} has no CAM cores")
+            raise TimingError(f"the program searches analog CAM but target {self.t.name!r} has no CAM cores")
         if ins.opcode == "csearch":
             rows = ins.operands[1].shape[0]
             cells = int(ins.operands[5].value)
@@ -403,7 +404,7 @@ def estimate(program: Program, target: Target) -> Stats:
                 clock[core] = max(clock[core], drained[core])
                 done.add(core)
         if not progressed and len(done) < len(cores):
-            raise ValueError("timing: the cores deadlock (send/recv/sync mismatch)")
+            raise TimingError("timing: the cores deadlock (send/recv/sync mismatch)")
     latency = max(clock.values())
     bottleneck = max(max(busy.values()), max(total.busy.values(), default=0.0))
     return Stats(
@@ -422,9 +423,8 @@ def crossbar_utilization(program: Program, target: Target) -> float:
     xb = target.crossbar
     if xb is None or not program.tiles:
         return 0.0
-    wbits = xb.weight_bits - 1 if xb.weight_scheme == "differential" else xb.weight_bits
-    per_weight = -(-wbits // xb.cell_bits) * (2 if xb.weight_scheme == "differential" else 1)
-    used = sum(int(np.prod(program.consts[t.weights].shape)) * per_weight for t in program.tiles.values())
+    used = sum(int(np.prod(program.consts[t.weights].shape)) * TileArithmetic.of(t, xb).columns_per_weight
+               for t in program.tiles.values())
     return used / (xb.crossbars * xb.rows * xb.cols)
 
 

@@ -19,7 +19,7 @@ SPEC = CrossbarCores(count=1, technology="pcm", rows=64, cols=64, crossbars_per_
 
 
 def tile(k, in_signed, adc_range):
-    return Tile("t", "w", 0, 0, 0, 0, 8, in_signed, adc_range)
+    return Tile("t", "w", 0, 0, 0, 0, 8, in_signed, adc_range, SPEC.weight_bits, 0)
 
 
 def worst_case(spec, k):
@@ -81,7 +81,7 @@ def test_pcm_noise_and_drift_compensation():
 
 
 PROGRAM = """\
-.nmc 1
+.nmc 2
 .target "pcm-test"
 .batched true
 .input "x" in0 f32 [12]
@@ -94,7 +94,7 @@ PROGRAM = """\
 .buffer out0 f32 3 global
 .const w i32 [3, 12]
 .const scale f32 [3]
-.tile t0 weights=w core=0 xbar=0 row=0 col=0 in_bits=8 in_signed=1 adc_range=2047.0
+.tile t0 weights=w core=0 xbar=0 row=0 col=0 in_bits=8 in_signed=1 adc_range=2047.0 weight_bits=8 layer=-1
 .core 0
     load x[0; 12:1], in0[0; 12:1]
     quant q[0; 12:1], x[0; 12:1], #0.05, #-127.0, #127.0

@@ -10,7 +10,7 @@ from nmc.isa import (AsmSyntaxError, ProgramError, format_program, load_program,
                  validate)
 
 PROGRAM = """\
-.nmc 1
+.nmc 2
 .target "ideal"
 .batched true
 .input "x" in0 f32 [2, 4, 4]

@@ -46,7 +46,7 @@ def run_unrolled(program, inputs):
 
 
 CONV = """\
-.nmc 1
+.nmc 2
 .target "ideal"
 .batched true
 .input "x" in0 f32 [2, 6, 6]
@@ -87,7 +87,7 @@ def test_vectorised_loops_match_iteration_by_iteration_reference():
 
 
 PIPELINE = """\
-.nmc 1
+.nmc 2
 .target "ideal"
 .batched true
 .input "x" in0 f32 [4]

@@ -16,8 +16,9 @@ from nmc.backends.target import CrossbarCores, Device, load_target, parse_target
 from nmc.compiler import compile_model
 from nmc.compiler.errors import CompileError
 from nmc.compiler.ir import ops
-from nmc.compiler.passes.bit_slicing import block_matrix, slice_levels
-from nmc.compiler.passes.tile_mapping import columns_per_weight, plan_blocks
+from nmc.backends.tile_arithmetic import TileArithmetic
+from nmc.compiler.passes.bit_slicing import block_matrix
+from nmc.compiler.passes.tile_mapping import plan_blocks
 from helpers import make_model
 from nmc.isa.program import Tile
 from nmc.runtime import SimOptions, execute
@@ -108,9 +109,10 @@ def sliced_weights(draw):
 @given(sliced_weights())
 def test_slices_shift_and_add_back_to_the_weights(case):
     q, weight_bits, cell_bits, scheme = case
-    levels = slice_levels(q, weight_bits, cell_bits, scheme)
+    arith = TileArithmetic(weight_bits, cell_bits, scheme, dac_bits=1, adc_bits=8)
+    levels = arith.slice_levels(q)
     cell_max = (1 << cell_bits) - 1
-    per_polarity = columns_per_weight(weight_bits, cell_bits, scheme) // (2 if scheme == "differential" else 1)
+    per_polarity = arith.columns_per_weight // (2 if scheme == "differential" else 1)
     assert len(levels) == per_polarity
     total = sum(lv.astype(np.int64) << (j * cell_bits) for j, lv in enumerate(levels))
     if scheme == "offset":
@@ -150,7 +152,7 @@ def test_physical_mvm_is_exact_with_noise_off_and_a_lossless_adc(case):
     spec = dataclasses.replace(SPEC, weight_bits=weight_bits, cell_bits=cell_bits, input_bits=in_bits,
                                dac_bits=dac_bits, weight_scheme=scheme)
     steps = (1 << (spec.adc_bits - 1)) - 1 if scheme == "differential" else (1 << spec.adc_bits) - 1
-    tile = Tile("t", "w", 0, 0, 0, 0, in_bits, signed, float(steps))  # lsb = 1, far above any current
+    tile = Tile("t", "w", 0, 0, 0, 0, in_bits, signed, float(steps), weight_bits, 0)  # lsb = 1, far above any current
     pt = ProgrammedTile(tile, q, spec, Device("pcm-joshi2020"), SimOptions(noise=False), np.random.default_rng(0))
     assert pt.lossless()
     np.testing.assert_array_equal(pt.mvm_physical(x), x @ q.T)

@@ -14,7 +14,7 @@ from nmc.runtime.timing import COMPONENTS, estimate
 PCM = load_target("pcm")
 
 ONE_MVM = """\
-.nmc 1
+.nmc 2
 .target "pcm"
 .batched true
 .input "x" in0 f32 [64]
@@ -24,7 +24,7 @@ ONE_MVM = """\
 .buffer q i32 64 core1
 .buffer acc i32 16 core1
 .const w i32 [16, 64]
-.tile t0 weights=w core=1 xbar=0 row=0 col=0 in_bits=8 in_signed=0 adc_range=127.0
+.tile t0 weights=w core=1 xbar=0 row=0 col=0 in_bits=8 in_signed=0 adc_range=127.0 weight_bits=8 layer=-1
 .core 0
     sync
 .core 1
@@ -68,7 +68,7 @@ def test_pipelined_loop_costs_latency_plus_intervals():
 
 
 TWO_SENDERS = """\
-.nmc 1
+.nmc 2
 .target "ideal"
 .batched true
 .input "x" in0 f32 [4]

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from nmc.backends.tile_arithmetic import TileArithmetic, quantise
 from nmc.compiler.ir import ops
 from nmc.compiler.ir.graph import Graph, Node
 from nmc.compiler.ir.mapping import Quant, TileBlock
@@ -24,30 +25,17 @@ def block_matrix(q: np.ndarray, b: TileBlock, kernel: int) -> np.ndarray:
     return out
 
 
-def slice_levels(q: np.ndarray, weight_bits: int, cell_bits: int, scheme: str) -> list[np.ndarray]:
-    """Cell levels per slice: for a differential pair, the signed difference G+ − G− per cell."""
-    mask = (1 << cell_bits) - 1
-    if scheme == "differential":
-        pos, neg = np.maximum(q, 0).astype(np.int64), np.maximum(-q, 0).astype(np.int64)
-        n = -(-(weight_bits - 1) // cell_bits)
-        return [((pos >> (j * cell_bits)) & mask) - ((neg >> (j * cell_bits)) & mask) for j in range(n)]
-    u = q.astype(np.int64) + (1 << (weight_bits - 1))
-    n = -(-weight_bits // cell_bits)
-    return [(u >> (j * cell_bits)) & mask for j in range(n)]
-
-
 def quantise_input(x: np.ndarray, quant: Quant) -> np.ndarray:
     """Float layer inputs ``[S, ...]`` → the integers the crossbars receive, as the program's
     ``quant`` instruction makes them (fixed scale, or per sample from the largest |x|)."""
     x = x.astype(np.float32)
-    imax = np.float32(quant.input_max)
     if quant.input_scale is None:
-        scale = np.maximum(np.abs(x).reshape(len(x), -1).max(axis=1) / imax, np.float32(1e-30))
+        scale = np.maximum(np.abs(x).reshape(len(x), -1).max(axis=1) / np.float32(quant.input_max), np.float32(1e-30))
         scale = scale.reshape(-1, *[1] * (x.ndim - 1))
     else:
         scale = np.float32(quant.input_scale)
     lo = -quant.input_max if quant.input_signed else 0
-    return np.clip(np.round(x / scale), lo, quant.input_max).astype(np.int64)
+    return quantise(x, scale, lo, quant.input_max).astype(np.int64)
 
 
 def im2col(x: np.ndarray, op: ops.Conv) -> np.ndarray:
@@ -93,27 +81,18 @@ def tile_inputs(node: Node, quant: Quant, values: np.ndarray, tiles: tuple[TileB
     return out
 
 
-def current_percentile(x: np.ndarray, levels: list[np.ndarray], quant: Quant, dac_bits: int,
-                       percentile: float) -> tuple[float, int]:
+def current_percentile(x: np.ndarray, q: np.ndarray, arith: TileArithmetic, percentile: float) -> tuple[float, int]:
     """The ``percentile`` of |column current| over every conversion the tile makes for inputs
     ``x`` (each sign phase × input slice × weight slice × vector × column, as the runtime reads
     it), and the number of conversions."""
-    phases = [np.maximum(x, 0), np.maximum(-x, 0)] if quant.input_signed else [x]
-    bits = quant.input_bits - 1 if quant.input_signed else quant.input_bits
-    n_in = max(1, -(-bits // dac_bits))
-    mask = (1 << dac_bits) - 1
-    total = len(phases) * n_in * len(levels) * x.shape[0] * levels[0].shape[0]
+    total = arith.reads * arith.slices * x.shape[0] * q.shape[0]
     if total == 0:
         return 0.0, 0
     k = max(1, int(np.floor((100.0 - percentile) / 100.0 * total)) + 1)   # nearest rank from the top
     top = np.empty(0, np.float64)
-    for xu in phases:
-        for i in range(n_in):
-            d = ((xu >> (i * dac_bits)) & mask).astype(np.float64)
-            for lv in levels:
-                cur = np.abs(d @ lv.T.astype(np.float64)).reshape(-1)
-                both = np.concatenate([top, cur])
-                top = np.partition(both, both.size - k)[-k:] if both.size > k else both
+    for currents in arith.ideal_currents(x, q):
+        both = np.concatenate([top, np.abs(currents).reshape(-1)])
+        top = np.partition(both, both.size - k)[-k:] if both.size > k else both
     return float(top.min()), total
 
 
@@ -131,6 +110,8 @@ class BitSlicing(Pass):
     from all of them."""
 
     name = "bit-slicing"
+    requires = ("crossbar-layers-quantized", "crossbar-layers-tiled")
+    ensures = ("adc-ranges-set",)
     percentile: float = 99.9
     max_vectors: int = 2048  # input vectors per tile drawn from the calibration samples
 
@@ -141,30 +122,20 @@ class BitSlicing(Pass):
             quant = mapping.quant
             q = g.constants[quant.weights]
             kernel = int(np.prod(node.op.kernel)) if isinstance(node.op, ops.Conv) else 1
-            dac_max = (1 << crossbar.dac_bits) - 1
-            signed_adc = crossbar.weight_scheme == "differential"
-            steps = (1 << (crossbar.adc_bits - 1)) - 1 if signed_adc else (1 << crossbar.adc_bits) - 1
+            arith = TileArithmetic.planned(crossbar, quant.weight_bits, quant.input_bits, quant.input_signed)
             values = g.calibration.get(node.inputs[0])
             inputs = (tile_inputs(node, quant, values, mapping.tiles, self.max_vectors)
                       if values is not None and crossbar.analog else [None] * len(mapping.tiles))
             tiles = []
             for b, x in zip(mapping.tiles, inputs):
-                levels = slice_levels(block_matrix(q, b, kernel), quant.weight_bits, crossbar.cell_bits,
-                                      crossbar.weight_scheme)
-                worst = max(max(np.maximum(lv, 0).sum(axis=1).max(), np.maximum(-lv, 0).sum(axis=1).max())
-                            for lv in levels) * dac_max
-                lsb, source = _lsb(worst, steps), WORST_CASE
+                matrix = block_matrix(q, b, kernel)
+                lsb, source = arith.lsb_for(arith.worst_current(matrix)), WORST_CASE
                 if x is not None:
-                    current, conversions = current_percentile(x, levels, quant, crossbar.dac_bits, self.percentile)
-                    lsb = min(lsb, _lsb(current, steps))
+                    current, conversions = current_percentile(x, matrix, arith, self.percentile)
+                    lsb = min(lsb, arith.lsb_for(current))
                     source = (f"calibration: {self.percentile:g}th percentile of |column current| over "
                               f"{conversions} conversions")
-                tiles.append(replace(b, adc_range=lsb * steps, adc_range_source=source))
+                tiles.append(replace(b, adc_range=lsb * arith.adc_steps, adc_range_source=source))
             g.mapping[node.name] = replace(mapping, tiles=tuple(tiles))
             changed = True
         return changed
-
-
-def _lsb(current: float, steps: int) -> float:
-    """The smallest power-of-two step (at least 1) whose ``steps`` codes reach ``current``."""
-    return 1.0 if current <= steps else float(2 ** int(np.ceil(np.log2(current / steps))))

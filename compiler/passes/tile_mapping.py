@@ -5,17 +5,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from nmc.backends.tile_arithmetic import TileArithmetic
 from nmc.compiler.errors import CompileError
 from nmc.compiler.ir import ops
 from nmc.compiler.ir.graph import Graph
 from nmc.compiler.ir.mapping import TileBlock
 from nmc.compiler.passes.base import Pass, crossbar_layers
-
-
-def columns_per_weight(weight_bits: int, cell_bits: int, scheme: str) -> int:
-    """Physical columns one signed weight occupies: its cell slices, twice for a differential pair."""
-    bits = weight_bits - 1 if scheme == "differential" else weight_bits
-    return -(-bits // cell_bits) * (2 if scheme == "differential" else 1)
 
 
 def plan_blocks(groups: int, channels: int, outs: int, kernel: int, rows: int, cols: int,
@@ -55,6 +50,8 @@ class TileMapping(Pass):
     0 means "the target's crossbar size"."""
 
     name = "tile-mapping"
+    requires = ("crossbar-layers-quantized",)
+    ensures = ("crossbar-layers-tiled",)
     rows: int = 0
     cols: int = 0
 
@@ -71,7 +68,7 @@ class TileMapping(Pass):
             groups, outs, width = q.shape
             kernel = int(np.prod(node.op.kernel)) if isinstance(node.op, ops.Conv) else 1
             channels = width // kernel
-            per_out = columns_per_weight(mapping.quant.weight_bits, crossbar.cell_bits, crossbar.weight_scheme)
+            per_out = TileArithmetic.planned(crossbar, mapping.quant.weight_bits).columns_per_weight
             try:
                 blocks = plan_blocks(groups, channels, outs, kernel, self.rows or crossbar.rows,
                                      self.cols or crossbar.cols, per_out)

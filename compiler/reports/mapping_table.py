@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, is_dataclass
 
-from nmc.isa.instructions import Instr, Loop
+from nmc.backends.tile_arithmetic import TileArithmetic
 from nmc.isa.program import Program
 
 ATTACHMENT = "mapping.json"
@@ -19,36 +19,23 @@ UNKNOWN = "not recorded (program saved without mapping.json)"
 
 
 def tile_layers(program: Program) -> dict[str, int]:
-    """Tile name → index of the layer whose ``xmvm`` reads it."""
-    owner: dict[str, int] = {}
-
-    def walk(stmts) -> None:
-        for s in stmts:
-            if isinstance(s, Loop):
-                walk(s.body)
-            elif isinstance(s, Instr) and s.opcode == "xmvm":
-                owner.setdefault(s.operands[1].name, s.layer)
-
-    for stream in program.cores.values():
-        walk(stream)
-    return owner
+    """Tile name → index of the layer it belongs to."""
+    return {name: tile.layer for name, tile in program.tiles.items()}
 
 
-def cells_per_weight(crossbar) -> int:
-    """Crossbar columns one weight takes: its slices, times two for a differential pair."""
+def cells_per_weight(crossbar, weight_bits: int | None = None) -> int:
+    """Crossbar columns one weight of ``weight_bits`` (default: the target's) takes."""
     if crossbar is None:
         return 1
-    differential = crossbar.weight_scheme == "differential"
-    magnitude_bits = crossbar.weight_bits - 1 if differential else crossbar.weight_bits
-    return -(-magnitude_bits // crossbar.cell_bits) * (2 if differential else 1)
+    return TileArithmetic.planned(crossbar, weight_bits or crossbar.weight_bits).columns_per_weight
 
 
 def _program_tile(program: Program, name: str, crossbar) -> dict:
     tile = program.tiles[name]
     outs, rows = program.consts[tile.weights].shape
     return {"tile": name, "core": tile.core, "xbar": tile.xbar, "rows": int(rows),
-            "cols": int(outs) * cells_per_weight(crossbar), "adc_range": float(tile.adc_range),
-            "in_bits": tile.in_bits, "in_signed": tile.in_signed}
+            "cols": TileArithmetic.of(tile, crossbar).columns(int(outs)), "adc_range": float(tile.adc_range),
+            "in_bits": tile.in_bits, "in_signed": tile.in_signed, "weight_bits": tile.weight_bits}
 
 
 def mapping_table(graph, program: Program, target) -> dict:
@@ -72,7 +59,8 @@ def mapping_table(graph, program: Program, target) -> dict:
         quant = getattr(record, "quant", None)
         if quant is not None:
             entry.update(weight_bits=quant.weight_bits, input_bits=quant.input_bits,
-                         input_signed=quant.input_signed, input_range_source=quant.input_range_source)
+                         input_signed=quant.input_signed, input_range_source=quant.input_range_source,
+                         cells_per_weight=cells_per_weight(crossbar, quant.weight_bits))
         for block in getattr(record, "tiles", ()):
             tile = _jsonable(block)
             name = by_place.get((tile.get("core"), tile.get("xbar")))
@@ -98,7 +86,8 @@ def from_program(program: Program, target) -> dict:
                  key=lambda kv: (program.tiles[kv[0]].core, program.tiles[kv[0]].xbar)) if index == layer.index]
         layers.append({"index": layer.index, "name": layer.name, "op": layer.op, "node": "", "ir_op": "",
                        "unit": "crossbar" if tiles else "vector", "reason": UNKNOWN,
-                       "weight_bits": crossbar.weight_bits if tiles else None,
+                       "weight_bits": tiles[0]["weight_bits"] if tiles else None,
+                       "cells_per_weight": cells_per_weight(crossbar, tiles[0]["weight_bits"]) if tiles else None,
                        "input_bits": tiles[0]["in_bits"] if tiles else None,
                        "input_signed": tiles[0]["in_signed"] if tiles else None,
                        "input_range_source": UNKNOWN if tiles else None,
