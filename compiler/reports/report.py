@@ -25,10 +25,9 @@ from nmc.isa.files import write_atomic
 from nmc.isa.instructions import Loop
 from nmc.isa.program import Program
 from nmc.runtime.compiled import load as load_compiled
-from nmc.runtime.timing import Stats, estimate
+from nmc.runtime.timing import IO_LAYER, Stats, estimate
 
 REPORT_VERSION = 1
-IO_LAYER = "(program i/o)"  # the name runtime.timing gives work outside every layer
 DEFAULT_TIMES = (("0", 0.0), ("1h", 3600.0), ("1d", 86400.0))  # (as written, seconds)
 DEFAULT_NOISY_TRIALS = 3
 

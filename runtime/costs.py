@@ -1,0 +1,212 @@
+"""What each instruction costs on a target: latency, the units it keeps busy, energy by
+component, MACs. ``CostModel`` prices one instruction, a block and a counted loop (its body's
+latency plus one initiation interval per further iteration, the interval being the busiest
+unit of the body); ``timing.estimate`` schedules these costs over the cores' timelines.
+
+Units are typed (``Unit("adc", tile)``, ``Unit("vector", core)``), not parsed strings.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from nmc.backends.target import CrossbarCores, Target
+from nmc.backends.tile_arithmetic import TileArithmetic
+from nmc.isa.errors import NmcError
+from nmc.isa.instructions import BINARY_OPS, REDUCE_OPS, Instr, Loop
+from nmc.isa.program import Program
+from nmc.isa.views import View
+
+_SPECIAL = {"exp", "log", "sqrt", "erf", "gelu", "gelu_tanh", "tanh", "sigmoid", "recip", "div", "pow", "softmax"}
+_MULS = {"mul", "div", "pow", "dequant", "quant"}
+IO_LAYER = "(program i/o)"
+
+
+class TimingError(NmcError):
+    """The program cannot be costed on this target (CAM instructions without CAM cores, a deadlock)."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A resource an instruction keeps busy: a core's ``buffer`` port, ``vector`` unit or
+    ``cam`` arrays (``id`` the core), or a tile's ``xbar`` array and its ``adc``s (``id`` the tile)."""
+
+    kind: str
+    id: int | str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+@dataclass
+class Cost:
+    """What one statement costs: its latency, how long it keeps each unit busy, and energy."""
+
+    cycles: float = 0.0
+    busy: dict = field(default_factory=lambda: defaultdict(float))     # unit -> cycles
+    energy: dict = field(default_factory=lambda: defaultdict(float))   # component -> pJ
+    layer_energy: dict = field(default_factory=lambda: defaultdict(float))
+    layer_cycles: dict = field(default_factory=lambda: defaultdict(float))
+    macs: float = 0.0
+    analog_macs: float = 0.0
+
+    def add(self, other: "Cost", times: float = 1.0) -> None:
+        for unit, c in other.busy.items():
+            self.busy[unit] += c * times
+        for comp, e in other.energy.items():
+            self.energy[comp] += e * times
+        for layer, e in other.layer_energy.items():
+            self.layer_energy[layer] += e * times
+        for layer, c in other.layer_cycles.items():
+            self.layer_cycles[layer] += c * times
+        self.macs += other.macs * times
+        self.analog_macs += other.analog_macs * times
+
+
+class CostModel:
+    def __init__(self, program: Program, target: Target):
+        self.p, self.t, self.c = program, target, target.costs
+        self.ghz = target.clock_ghz
+        self.xb: CrossbarCores | None = target.crossbar
+        self.layer_names = {layer.index: layer.name for layer in program.layers}
+        self.port_buffers = {q.buffer for q in program.inputs + program.outputs}
+
+    def ns(self, ns: float) -> float:
+        return ns * self.ghz
+
+    def bits(self, v: View) -> int:
+        return v.size * 32
+
+    def layer(self, ins: Instr) -> str:
+        return self.layer_names.get(ins.layer, IO_LAYER)
+
+    # ------------------------------------------------------------------ one instruction
+    def instr(self, ins: Instr, core: int) -> Cost:
+        cost = Cost()
+        op = ins.opcode
+        c = self.c
+        views = ins.views()
+        if op == "xmvm":
+            self._xmvm(ins, core, cost)
+        elif op in ("csearch", "cleaf", "cleafmin", "cleafmax"):
+            self._cam(ins, core, cost)
+        elif op in ("load", "store"):
+            dst, src = views
+            port = any(v.buffer in self.port_buffers for v in views)
+            cost.cycles = math.ceil(self.bits(dst) / 8 / c.buffer_bytes_per_cycle)
+            cost.busy[Unit("buffer", core)] = cost.cycles
+            cost.energy["buffer"] = 2 * self.bits(dst) * c.buffer_pj_per_bit
+            if port:
+                cost.energy["io"] = self.bits(dst) * c.io_pj_per_bit
+                cost.cycles = max(cost.cycles, math.ceil(self.bits(dst) / 8 / c.io_bytes_per_cycle))
+        elif op in ("send", "recv", "sync"):
+            pass  # charged by the core timeline
+        else:
+            elements = views[0].size
+            work = elements
+            if op == "mvm":
+                n, k = self.p.consts[ins.operands[1].name].shape[-2:]
+                work = n * k
+                cost.macs = work
+                energy = work * (c.vector_mul_pj + c.vector_op_pj)
+            elif op == "matmul":
+                work = views[0].size * views[1].shape[-1]
+                cost.macs = work
+                energy = work * (c.vector_mul_pj + c.vector_op_pj)
+            elif op == "cenc":  # one comparison per input and cut
+                work = views[2].size + views[3].size
+                energy = work * c.vector_op_pj
+            elif op in REDUCE_OPS or op == "argmax":
+                work = views[1].size
+                energy = work * c.vector_op_pj
+            else:
+                per = c.vector_mul_pj if op in _MULS or op in _SPECIAL else c.vector_op_pj
+                if op in BINARY_OPS and any(self.p.dtype_of(v.buffer) == "i32" for v in views):
+                    per = c.vector_int_op_pj
+                energy = work * per
+            slow = c.vector_special_cycles if op in _SPECIAL else 1
+            cost.cycles = math.ceil(work / c.vector_lanes) * slow
+            cost.busy[Unit("vector", core)] = cost.cycles
+            cost.energy["vector"] = energy
+            cost.energy["buffer"] = sum(self.bits(v) for v in views) * c.buffer_pj_per_bit
+        name = self.layer(ins)
+        cost.layer_energy[name] += sum(cost.energy.values())
+        cost.layer_cycles[name] += cost.cycles
+        return cost
+
+    def xmvm_shape(self, ins: Instr) -> dict:
+        """The counts one xmvm implies: reads, rows, outputs, slices, conversions."""
+        tile = self.p.tiles[ins.operands[1].name]
+        n, k = self.p.consts[tile.weights].shape
+        arith = TileArithmetic.of(tile, self.xb)
+        adcs = max(1, self.xb.cols // self.xb.cols_per_adc)
+        return dict(n=n, k=k, slices=arith.slices, reads=arith.reads, cols=arith.columns(n),
+                    conversions=arith.conversions(n), adcs=adcs, tile=tile.name,
+                    ibits=arith.input_bits_per_phase, wbits=tile.weight_bits, bits_per_read=arith.bits_per_read)
+
+    def _xmvm(self, ins: Instr, core: int, cost: Cost) -> None:
+        s = self.xmvm_shape(ins)
+        c, xb = self.c, self.xb
+        cost.macs = s["n"] * s["k"]
+        cost.analog_macs = cost.macs if xb.analog else 0.0
+        unit = Unit("xbar", s["tile"])
+        if not xb.analog:
+            per_read = 1.0  # one input bit per cycle through the adder trees
+            cost.cycles = s["reads"] * per_read
+            cost.busy[unit] = cost.cycles
+            cost.energy["digital_cim"] = cost.macs * c.digital_mac_pj * (s["wbits"] * s["ibits"]) / 64
+            return
+        t_read = self.ns(c.read_ns(s["bits_per_read"]))
+        t_adc = math.ceil(s["conversions"] / s["adcs"]) * self.ns(c.adc_conversion_ns(xb.adc_bits))
+        step = max(t_read, t_adc)
+        # the next read overlaps this read's conversions: the first read, then one step per
+        # further read, then the last read's conversions
+        cost.cycles = t_read + (s["reads"] - 1) * step + t_adc
+        cost.busy[unit] = s["reads"] * step
+        cost.busy[Unit("adc", s["tile"])] = s["reads"] * t_adc
+        cost.energy["array"] = s["reads"] * s["k"] * s["cols"] * c.array_cell_read_pj
+        cost.energy["dac"] = s["reads"] * s["k"] * c.dac_pj
+        cost.energy["adc"] = s["reads"] * s["conversions"] * c.adc_conversion_pj(xb.adc_bits)
+        cost.energy["shift_add"] = s["reads"] * s["conversions"] * c.shift_add_pj
+
+    def _cam(self, ins: Instr, core: int, cost: Cost) -> None:
+        """Analog CAM (X-TIME figures, REFERENCE_DATA.md "Analog CAM"): a search takes
+        ``search_cycles`` over all rows of the chained arrays; the match-line resolver then hands
+        one match per cycle to leaf memory, and a tree-shaped reduction network adds the leaves (or,
+        for cleafmin/cleafmax, compares them: a comparator is costed as an adder)."""
+        cam = self.t.cam
+        if cam is None:
+            raise TimingError(f"the program searches analog CAM but target {self.t.name!r} has no CAM cores")
+        if ins.opcode == "csearch":
+            rows = ins.operands[1].shape[0]
+            cells = int(ins.operands[5].value)
+            cost.cycles = cam.search_cycles
+            cost.energy["cam_search"] = rows * cells * cam.search_pj_per_cell
+        else:
+            targets = ins.operands[0].size
+            matches = max(1, int(ins.operands[3].value))
+            levels = math.ceil(math.log2(matches)) if matches > 1 else 0
+            cost.cycles = (matches * cam.resolve_cycles_per_match + cam.leaf_read_cycles
+                           + levels * cam.reduce_cycles_per_level)
+            cost.energy["cam_leaf"] = matches * targets * cam.leaf_read_pj
+            cost.energy["cam_reduce"] = (matches - 1) * targets * cam.reduce_pj_per_add
+        cost.busy[Unit("cam", core)] = cost.cycles
+
+    # ------------------------------------------------------------------ blocks and loops
+    def block(self, stmts, core: int) -> Cost:
+        total = Cost()
+        for s in stmts:
+            part = self.loop(s, core) if isinstance(s, Loop) else self.instr(s, core)
+            total.add(part)
+            total.cycles += part.cycles
+        return total
+
+    def loop(self, loop: Loop, core: int) -> Cost:
+        body = self.block(loop.body, core)
+        interval = max(body.busy.values(), default=body.cycles) or body.cycles
+        out = Cost()
+        out.add(body, loop.count)
+        out.cycles = body.cycles + (loop.count - 1) * interval
+        # a loop's latency is attributed to its layers in proportion to their energy share
+        return out
