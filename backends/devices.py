@@ -1,15 +1,28 @@
-"""Statistical device models of analog memory cells (conductances in µS).
+"""Device technologies of analog memory cells (conductances in µS): one class each, in a
+registry keyed by the ``[device] model`` name of a target file.
 
-Each model answers three questions the runtime asks of a crossbar: what conductance does a
-cell get when programmed to a target (programming noise, drawn once per programming), what
-is it at time t after programming (drift), and what does one read see (read noise).
+Each model answers what the runtime asks of a cell: what conductance it gets when programmed to
+a target (programming noise, drawn once per programming), what it is at time t after
+programming (drift), how much one read scatters (read noise) and, for analog-CAM cells, how far
+a programmed bound moves. The target validator, the crossbar and CAM simulators and the reports
+ask a model (``device_model(target.device)``) instead of comparing names, so a new technology
+is one class here (``@register("name")``) and one preset in ``backends/targets/``.
 Sources are cited beside the constants; see REFERENCE_DATA.md in the shared folder.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, ClassVar, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from nmc.backends.target import Device
+
+# [device] fields that set a model's parameter of the same name (when the model has one)
+DEVICE_PARAMETERS = ("g_max", "levels", "stuck_on_rate", "stuck_off_rate", "read_noise_rel")
 
 
 @dataclass(frozen=True)
@@ -21,16 +34,159 @@ class Programmed:
 
 
 @dataclass(frozen=True)
-class PCM:
+class Switches:
+    """The target's on/off switches of each effect (``[device] programming_noise``, ``drift``,
+    ``read_noise``); a model honours them itself."""
+
+    programming_noise: bool = True
+    drift: bool = True
+    read_noise: bool = True
+
+
+class RunConditions(Protocol):
+    """What a model may read of a run (``runtime.crossbar.SimOptions`` is one)."""
+
+    time: float  # s since programming
+
+
+@dataclass(frozen=True)
+class DeviceModel(ABC):
+    """A device technology. A subclass is a frozen dataclass whose fields are the technology's
+    parameters with their published defaults: ``from_device`` sets those named like a
+    ``[device]`` field (``DEVICE_PARAMETERS``) from the target when given there, and ``switches``
+    from its on/off switches. Conductances are in µS, ``g_max`` the largest a cell is programmed
+    to (a cell level ℓ of a ``c``-bit slice is programmed to ℓ·g_max/(2^c − 1)).
+
+    The properties say what the technology does, for the simulator and the reports:
+    ``ideal`` (cells hold their targets exactly: the simulator skips the model), ``drifts``
+    (conductances change after programming: runtime drift compensation applies),
+    ``time_dependent`` (the time since programming changes a run, e.g. read noise that grows
+    with time; reports sweep times) and ``stochastic`` (two programmings or reads differ;
+    reports run several trials)."""
+
+    name: ClassVar[str] = ""  # set by @register
+    ideal: ClassVar[bool] = False
+    g_max: float
+    switches: Switches = field(default=Switches(), kw_only=True)
+
+    @classmethod
+    def from_device(cls, device: Device) -> DeviceModel:
+        """The model of a target's ``[device]`` table."""
+        params = {f.name for f in dataclasses.fields(cls) if f.init}
+        given = {key: getattr(device, key) for key in DEVICE_PARAMETERS
+                 if key in params and getattr(device, key) is not None}
+        return cls(**given, switches=Switches(device.programming_noise, device.drift, device.read_noise))
+
+    @abstractmethod
+    def program(self, g_target: np.ndarray, rng: np.random.Generator,
+                options: RunConditions | None = None) -> Programmed:
+        """Cells programmed to ``g_target`` (µS), drawing from ``rng``; ``options.time`` is the
+        time of the run, for models whose programmed spread depends on it."""
+
+    def conductance(self, state: Programmed, t: float) -> np.ndarray:
+        """Conductances (µS) at ``t`` seconds after programming."""
+        return state.g
+
+    def read_sigma(self, state: Programmed, t: float) -> np.ndarray | None:
+        """Per-cell standard deviation of one read at time ``t``, relative to the cell's
+        conductance then (σ / |g(t)|), or None when reads are exact."""
+        return None
+
+    def cam_bound_sigma(self, cell_bits: int) -> Callable[[np.ndarray], np.ndarray] | None:
+        """For analog-CAM cells of ``cell_bits``: code → σ of the programmed bound in code
+        levels, or None when bounds are programmed exactly."""
+        return None
+
+    @property
+    def drifts(self) -> bool:
+        return False
+
+    @property
+    def time_dependent(self) -> bool:
+        return self.drifts
+
+    @property
+    def stochastic(self) -> bool:
+        return True
+
+
+MODELS: dict[str, type[DeviceModel]] = {}
+
+
+def register(name: str):
+    """Class decorator: make ``name`` (a target file's ``[device] model``) mean this model."""
+
+    def add(cls: type[DeviceModel]) -> type[DeviceModel]:
+        if name in MODELS and MODELS[name] is not cls:
+            raise ValueError(f"device model {name!r} is already registered ({MODELS[name].__name__})")
+        cls.name = name
+        MODELS[name] = cls
+        return cls
+
+    return add
+
+
+def unregister(name: str) -> None:
+    """Forget a model (for tests and plugins that replace one)."""
+    MODELS.pop(name, None)
+
+
+def model_names() -> list[str]:
+    """The registered ``[device] model`` names, in registration order."""
+    return list(MODELS)
+
+
+def device_model(device: Device) -> DeviceModel:
+    """The registered model a target's ``[device]`` table names, with its parameters."""
+    cls = MODELS.get(device.model)
+    if cls is None:
+        from nmc.backends.target import TargetError
+
+        raise TargetError(f"device.model = {device.model!r}; known: {', '.join(model_names())}")
+    return cls.from_device(device)
+
+
+@register("none")
+@dataclass(frozen=True)
+class Ideal(DeviceModel):
+    """Exact cells: every conductance equals its target at all times, reads are exact."""
+
+    g_max: float = 1.0
+    ideal: ClassVar[bool] = True
+
+    def program(self, g_target, rng, options=None) -> Programmed:
+        return Programmed(g_target)
+
+    @property
+    def stochastic(self) -> bool:
+        return False
+
+
+@register("sram-analog")
+@dataclass(frozen=True)
+class SramAnalog(Ideal):
+    """Charge-domain SRAM (Jia et al., JSSC 2020): bit cells hold their values exactly; the
+    array's analog error is the target's ADC noise (``[device] adc_noise_lsb``)."""
+
+
+@register("pcm-joshi2020")
+@dataclass(frozen=True)
+class PCM(DeviceModel):
     """Phase-change memory, the statistical model of Nandakumar et al. / Joshi et al.
-    (Nat. Commun. 2020) as implemented in IBM aihwkit's ``PCMLikeNoiseModel``."""
+    (Nat. Commun. 2020) as implemented in IBM aihwkit's ``PCMLikeNoiseModel``. Read noise
+    grows with the time since programming, so the model is time-dependent even without drift.
+    With programming noise switched off the noise is still drawn (and discarded), so a seed
+    programs the same drift exponents either way."""
 
     g_max: float = 25.0              # µS (aihwkit PCMLikeNoiseModel)
     t0: float = 20.0                 # s, drift reference time (ibid.)
     t_read: float = 250e-9           # s, read duration for 1/f noise (ibid.)
     prog_coeff: tuple[float, float, float] = (0.26348, 1.9650, -1.1731)  # σ_prog polynomial (ibid.)
 
-    def program(self, g_target: np.ndarray, rng: np.random.Generator) -> Programmed:
+    def program(self, g_target: np.ndarray, rng: np.random.Generator,
+                options: RunConditions | None = None) -> Programmed:
+        """σ_prog = (c0 + c1·g_rel + c2·g_rel²)·g_max/25, g = max(g_T + σ_prog·ξ, 0), and a
+        drift exponent ν = |μ_ν + σ_ν·ξ| per device."""
         g_rel = np.clip(g_target / self.g_max, 0.0, 1.0)
         c0, c1, c2 = self.prog_coeff
         sigma = (c0 + c1 * g_rel + c2 * g_rel ** 2) * self.g_max / 25.0
@@ -40,7 +196,7 @@ class PCM:
         mu_nu = np.clip(-0.0155 * np.log(g_rel_c) + 0.0244, 0.049, 0.1)
         sigma_nu = np.clip(-0.0125 * np.log(g_rel_c) - 0.0059, 0.008, 0.045)
         nu = np.abs(mu_nu + sigma_nu * rng.standard_normal(g_target.shape))
-        return Programmed(g_prog, nu)
+        return Programmed(g_prog if self.switches.programming_noise else g_target, nu)
 
     def drift(self, state: Programmed, t: float) -> np.ndarray:
         """g(t) = g_prog · ((t + t0) / t0)^(−ν)."""
@@ -48,7 +204,10 @@ class PCM:
             return state.g
         return state.g * ((t + self.t0) / self.t0) ** (-state.nu)
 
-    def read_sigma(self, g: np.ndarray, t: float) -> np.ndarray:
+    def conductance(self, state: Programmed, t: float) -> np.ndarray:
+        return self.drift(state, t) if self.switches.drift else state.g
+
+    def read_spread(self, g: np.ndarray, t: float) -> np.ndarray:
         """Relative 1/f read noise at time t: Q_s = min(0.0088 / max(g_rel^0.65, 1e-3), 0.2),
         σ = Q_s·sqrt(ln((t + t_read) / (2 t_read)))."""
         t_eff = max(t, self.t_read)  # the formula needs t + t_read ≥ 2 t_read
@@ -56,15 +215,37 @@ class PCM:
         q_s = np.minimum(0.0088 / np.maximum(g_rel ** 0.65, 1e-3), 0.2)
         return q_s * np.sqrt(np.log((t_eff + self.t_read) / (2 * self.t_read)))
 
+    def read_sigma(self, state: Programmed, t: float) -> np.ndarray | None:
+        if not self.switches.read_noise:
+            return None
+        return self.read_spread(self.conductance(state, t), t)
+
     def read(self, g: np.ndarray, t: float, rng: np.random.Generator) -> np.ndarray:
         """One read: g ← max(g + |g|·σ·ξ, 0)."""
-        return np.maximum(g + np.abs(g) * self.read_sigma(g, t) * rng.standard_normal(g.shape), 0.0)
+        return np.maximum(g + np.abs(g) * self.read_spread(g, t) * rng.standard_normal(g.shape), 0.0)
+
+    @property
+    def drifts(self) -> bool:
+        return self.switches.drift
+
+    @property
+    def time_dependent(self) -> bool:
+        return True
+
+
+@register("pcm-hermes")
+@dataclass(frozen=True)
+class HermesPCM(PCM):
+    """Hardware-fitted variant (IBM HERMES chip, aihwkit ``HermesNoiseModel``):
+    g_max 20.7 µS, t0 = 300 s, t_read = 512 ns."""
+
+    g_max: float = 20.7
+    t0: float = 300.0
+    t_read: float = 512e-9
 
 
 def hermes_pcm() -> PCM:
-    """Hardware-fitted variant (IBM HERMES chip, aihwkit ``HermesNoiseModel``):
-    g_max 20.7 µS, t0 = 300 s, t_read = 512 ns."""
-    return PCM(g_max=20.7, t0=300.0, t_read=512e-9)
+    return HermesPCM()
 
 
 # Wan et al., Nature 2022 (NeuRRAM), as fitted in aihwkit ReRamWan2022NoiseModel:
@@ -76,17 +257,22 @@ WAN2022_FITS: dict[float, tuple[float, ...]] = {
 }
 
 
+@register("rram-wan2022")
 @dataclass(frozen=True)
-class RRAM:
+class RRAM(DeviceModel):
     """Resistive RAM: programming spread from the NeuRRAM fit (Wan et al. 2022, aihwkit
-    ``ReRamWan2022NoiseModel``), a finite number of conductance levels, stuck-at faults."""
+    ``ReRamWan2022NoiseModel``) at the fitted time nearest the run's, a finite number of
+    conductance levels, stuck-at faults, relative read noise. The spread grows with the time
+    since programming (time-dependent) but conductances do not drift on average.
+    Switching programming noise off also removes the stuck-at faults (cells get their level
+    exactly); whether faults should stay is left to a separate decision."""
 
     g_max: float = 40.0            # µS, the fit's range (Wan 2022)
     g_min: float = 0.0
     levels: int = 16               # distinct conductances (8–16 shown at array level: Mehonic 2024, Sec. III B)
     stuck_on_rate: float = 0.0     # fraction of cells stuck at g_max (stuck-at faults: MNSIM 2.0)
     stuck_off_rate: float = 0.0    # fraction of cells stuck at g_min
-    read_sigma: float = 0.0        # relative read noise per read (device-dependent; 0 = off)
+    read_noise_rel: float = 0.0    # relative read noise per read (device-dependent; 0 = off)
 
     def quantize(self, g_target: np.ndarray) -> np.ndarray:
         """Snap targets to the nearest of ``levels`` evenly spaced conductances."""
@@ -100,15 +286,43 @@ class RRAM:
         g_rel = np.clip(g / self.g_max, 0.0, 1.0)
         return np.maximum(sum(c * g_rel ** i for i, c in enumerate(coeffs)), 0.0)
 
-    def program(self, g_target: np.ndarray, rng: np.random.Generator, t: float = 1.0) -> Programmed:
+    def program(self, g_target: np.ndarray, rng: np.random.Generator,
+                options: RunConditions | None = None) -> Programmed:
+        """Snap to a level, add σ(g, t)·ξ (t = the run's time, at least 1 s), then stuck cells."""
         g = self.quantize(g_target)
+        if not self.switches.programming_noise:
+            return Programmed(g)
+        t = max(options.time, 1.0) if options is not None else 1.0
         g = np.clip(g + self.sigma(g, t) * rng.standard_normal(g.shape), 0.0, None)
         u = rng.random(g.shape)
         g = np.where(u < self.stuck_on_rate, self.g_max, g)
         g = np.where((u >= self.stuck_on_rate) & (u < self.stuck_on_rate + self.stuck_off_rate), self.g_min, g)
         return Programmed(g)
 
+    def read_sigma(self, state: Programmed, t: float) -> np.ndarray | None:
+        if not self.switches.read_noise or self.read_noise_rel <= 0:
+            return None
+        return np.full(state.g.shape, self.read_noise_rel)
+
     def read(self, g: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if self.read_sigma == 0:
+        if self.read_noise_rel == 0:
             return g
-        return np.maximum(g + np.abs(g) * self.read_sigma * rng.standard_normal(g.shape), 0.0)
+        return np.maximum(g + np.abs(g) * self.read_noise_rel * rng.standard_normal(g.shape), 0.0)
+
+    def cam_bound_sigma(self, cell_bits: int) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The NeuRRAM spread at 1 s of a bound's conductance, a cell of ``cell_bits`` mapping
+        its levels evenly onto [0, g_max]."""
+        if not self.switches.programming_noise:
+            return None
+        steps = (1 << cell_bits) - 1
+        step = self.g_max / steps
+
+        def sigma(code: np.ndarray) -> np.ndarray:
+            level = np.clip(code % (steps + 1), 0, steps)
+            return self.sigma(level * step, 1.0) / step
+
+        return sigma
+
+    @property
+    def time_dependent(self) -> bool:
+        return True

@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from nmc.backends import devices
 from nmc.backends.costs import COST_FIELDS, Costs
 from nmc.isa.errors import NmcError
 
@@ -22,11 +23,13 @@ else:  # pragma: no cover
 PRESET_DIR = Path(__file__).with_name("targets")
 TECHNOLOGIES = ("pcm", "rram", "sram-analog", "sram-digital")
 WEIGHT_SCHEMES = ("differential", "offset")
-DEVICE_MODELS = ("pcm-joshi2020", "pcm-hermes", "rram-wan2022", "sram-analog", "none")
 
 
 class TargetError(NmcError):
     """A target name is unknown or a target file has a bad field."""
+
+
+CORE_ROLES = ("vector", "crossbar", "cam")  # the order in which cores are numbered
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,8 @@ class CamCores:
 
 @dataclass(frozen=True)
 class Device:
-    """Device physics switches and parameters; ``None`` fields use the model's published value."""
+    """Device physics switches and parameters; ``None`` fields use the model's published value.
+    ``model`` names a class registered in ``backends/devices.py``, which reads the rest."""
 
     model: str
     g_max: float | None = None
@@ -125,6 +129,25 @@ class Target:
     @property
     def core_count(self) -> int:
         return sum(g.count for g in self.cores)
+
+    def core_range(self, kind: str) -> range:
+        """The ids of the cores of role ``kind`` (``vector``, ``crossbar``, ``cam``). Cores are
+        numbered by role — vector cores first, then crossbar cores, then CAM cores — whatever the
+        order of the ``[[cores]]`` groups in the file (``parse_target`` puts them in role order)."""
+        if kind not in CORE_ROLES:
+            raise ValueError(f"unknown core role {kind!r}; roles: {', '.join(CORE_ROLES)}")
+        first = 0
+        ids = []
+        for group in self.cores:
+            if group.kind == kind:
+                ids.extend(range(first, first + group.count))
+            first += group.count
+        return range(ids[0], ids[-1] + 1) if ids else range(first, first)
+
+    @property
+    def vector_core(self) -> int:
+        """The core that runs the digital work (the first vector core)."""
+        return self.core_range("vector").start
 
     @property
     def crossbar(self) -> CrossbarCores | None:
@@ -237,8 +260,8 @@ def parse_target(text: str, origin: str = "<target>") -> Target:
     if not isinstance(device_doc, dict):
         raise TargetError(f"{origin}: [device] must be a table")
     dev = _table(origin, "device", device_doc, _FIELDS["device"])
-    if dev["model"] not in DEVICE_MODELS:
-        raise TargetError(f"{origin}: device.model = {dev['model']!r}; known: {', '.join(DEVICE_MODELS)}")
+    if dev["model"] not in devices.MODELS:
+        raise TargetError(f"{origin}: device.model = {dev['model']!r}; known: {', '.join(devices.model_names())}")
     _positive(origin, "device", dev, "g_max", "levels")
     for key in ("stuck_on_rate", "stuck_off_rate"):
         if not 0 <= dev.get(key, 0.0) < 1:
@@ -289,6 +312,7 @@ def parse_target(text: str, origin: str = "<target>") -> Target:
             cores.append(CamCores(**v))
         else:
             raise TargetError(f"{origin}: {where}.kind = {kind!r}; known kinds: vector, crossbar, cam")
+    cores.sort(key=lambda group: CORE_ROLES.index(group.kind))  # numbered by role, not by file order
     if not any(isinstance(c, VectorCores) for c in cores):
         raise TargetError(f"{origin}: a target needs a [[cores]] group of kind 'vector' for digital work")
     if sum(isinstance(c, CrossbarCores) for c in cores) > 1:

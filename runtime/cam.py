@@ -2,9 +2,9 @@
 
 Each cell holds a range ``[lo, hi)`` of a feature's code as the conductances of two memristors
 (Li et al., Nat. Commun. 2020); a row matches when every cell does. Programming puts each
-bound at a conductance with the device's spread (RRAM: the NeuRRAM fit, ``backends.devices``),
-so a stored bound lands between code levels and a query near it may fall on the wrong side: the
-boundary errors of an analog CAM. Open bounds (lo = 0, hi = levels: wildcards and the ends of
+bound at a conductance with the device's spread (the device model's ``cam_bound_sigma``,
+``backends.devices``; RRAM: the NeuRRAM fit), so a stored bound lands between code levels and a
+query near it may fall on the wrong side: the boundary errors of an analog CAM. Open bounds (lo = 0, hi = levels: wildcards and the ends of
 the code range) are programmed to the extreme states and never move.
 
 A search compares every row with every sample at once. Per feature the row bounds cut the code
@@ -17,8 +17,6 @@ composite code, with the bound's spread taken in units of one level of that code
 from __future__ import annotations
 
 import numpy as np
-
-from nmc.backends.devices import RRAM
 
 _WORD = 64
 
@@ -83,16 +81,3 @@ def _pack(inside: np.ndarray) -> np.ndarray:
     padded[:, :rows] = inside
     return np.packbits(padded, axis=1, bitorder="little").view(np.uint64)
 
-
-def rram_bound_sigma(device_levels: int | None, cell_bits: int, g_max: float | None = None):
-    """σ of a programmed bound in code levels, from the NeuRRAM programming-spread fit: a cell
-    of ``cell_bits`` maps its levels evenly onto [0, g_max]."""
-    model = RRAM(g_max=g_max or 40.0, levels=device_levels or (1 << cell_bits))
-    steps = (1 << cell_bits) - 1
-    step = model.g_max / steps
-
-    def sigma(code: np.ndarray) -> np.ndarray:
-        level = np.clip(code % (steps + 1), 0, steps)
-        return model.sigma(level * step, 1.0) / step
-
-    return sigma

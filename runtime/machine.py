@@ -15,12 +15,14 @@ from numpy.lib.stride_tricks import as_strided
 
 from nmc.isa.errors import NmcError
 from nmc.isa.instructions import BINARY_OPS, REDUCE_OPS, UNARY_OPS, Instr, Loop
+from nmc.backends.tile_arithmetic import quantise
+from nmc.backends.devices import device_model
 from nmc.backends.target import Target, load_target, preset_names
 from nmc.isa.program import DTYPES, Program
 from nmc.isa.validate import validate
 from nmc.isa.views import Imm, View, WeightRef
 from nmc.runtime import kernels
-from nmc.runtime.cam import ProgrammedCam, rram_bound_sigma
+from nmc.runtime.cam import ProgrammedCam
 from nmc.runtime.crossbar import ProgrammedTile, SimOptions
 
 
@@ -129,10 +131,8 @@ class Machine:
         elif op == "xmvm":
             self._xmvm(ops[0], ops[1], ops[2], iters)
         elif op == "quant":
-            x = self.view(ops[1], iters)
-            with np.errstate(all="ignore"):
-                q = np.round(x / self.operand(ops[2], iters))
-            self.view(ops[0], iters)[...] = np.clip(q, ops[3].value, ops[4].value)
+            self.view(ops[0], iters)[...] = quantise(self.view(ops[1], iters), self.operand(ops[2], iters),
+                                                     ops[3].value, ops[4].value)
         elif op == "dequant":
             self.view(ops[0], iters)[...] = self.view(ops[1], iters).astype(np.float32) * self.operand(ops[2], iters)
         elif op == "mvm":
@@ -207,10 +207,10 @@ class Machine:
             levels = np.array(self.view(ops[3], ())[0])
             sigma = rng = None
             target = self.target
-            if self.options.noise and target.cam is not None and target.device.programming_noise \
-                    and target.device.model.startswith("rram"):
-                sigma = rram_bound_sigma(target.device.levels, target.cam.cell_bits, target.device.g_max)
-                rng = np.random.default_rng([self.options.seed, len(self.cams)])
+            if self.options.noise and target.cam is not None:
+                sigma = device_model(target.device).cam_bound_sigma(target.cam.cell_bits)
+                if sigma is not None:
+                    rng = np.random.default_rng([self.options.seed, len(self.cams)])
             cam = self.cams[key] = ProgrammedCam(lo, hi, levels, sigma_levels=sigma, rng=rng)
         q = self.view(ops[4], iters)
         match = cam.search(q.reshape(-1, q.shape[-1]))
