@@ -81,7 +81,7 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, target: str | Targ
         step(p.name)
         run_pass(p, graph, tgt, check)
     step("codegen")
-    program = generate(graph, tgt.name)                        # codegen: ISA for the digital cores
+    program = generate(graph, tgt)                             # codegen: ISA for every core
     step("validate")
     validate(program)                                          # the program is well-formed
     step(None)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
+from nmc.backends.target import load_target
 from nmc.compiler import compile_model
 from nmc.compiler.codegen.lower import generate
 from nmc.compiler.errors import ModelError, UnsupportedOpError
@@ -36,11 +37,11 @@ def test_fold_batchnorm_keeps_the_numbers():
     rng = np.random.default_rng(0)
     g = import_onnx(conv_bn_model(rng))
     x = rng.standard_normal((3, 3, 5, 5)).astype(np.float32)
-    before = execute(generate(g, "ideal"), {"x": x})["y"]
+    before = execute(generate(g, load_target("ideal")), {"x": x})["y"]
     assert FoldBatchNorm().run(g)
     verify(g, after="fold-batchnorm")
     assert not any(isinstance(n.op, ops.BatchNorm) for n in g.nodes())
-    after = execute(generate(g, "ideal"), {"x": x})["y"]
+    after = execute(generate(g, load_target("ideal")), {"x": x})["y"]
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)
     assert not FoldBatchNorm().run(g)  # nothing left to fold
 

@@ -1,12 +1,12 @@
 """Lowering of a tree ensemble mapped to analog CAM (``CamMapping``).
 
-On the vector core (core 0) the input is threshold-coded (``cenc``) and sent to the first core
+On the vector core (the target's vector core) the input is threshold-coded (``cenc``) and sent to the first core
 of every row block. Each CAM core searches its rows (``csearch``: one match line per
 root-to-leaf path), reads the leaves of the matched rows from leaf memory and adds them per
-target (``cleaf``), and sends the partial sums back; core 0 adds the blocks' partial sums.
+target (``cleaf``), and sends the partial sums back; the vector core adds the blocks' partial sums.
 Averaging, base values and the post transform follow as ordinary digital nodes. For the MIN /
 MAX aggregates the reduction network compares instead of adding (``cleafmin`` / ``cleafmax``), a
-second ``cleaf`` counts the matched leaves that have a value per target, and core 0 writes 0
+second ``cleaf`` counts the matched leaves that have a value per target, and the vector core writes 0
 where none has (onnxruntime's ``has_score``).
 """
 from __future__ import annotations
@@ -18,7 +18,6 @@ from nmc.compiler.ir.graph import Node
 from nmc.compiler.ir.mapping import CamMapping
 from nmc.isa.views import CoreRef
 
-VECTOR_CORE = 0
 
 
 class CamLowering:
@@ -31,7 +30,7 @@ class CamLowering:
         x, y = node.inputs[0], node.outputs[0]
         features = g.shape(x)[-1]
         targets = g.shape(y)[-1]
-        e.core = VECTOR_CORE
+        e.core = self.low.vector_core
         # 1. threshold coding on the vector core
         width = max(1, max(max(len(c.ge), len(c.gt)) for c in cam.codes))
         ge = np.full((features, width), np.nan, np.float32)
@@ -60,21 +59,21 @@ class CamLowering:
             lo_c = e.constant(lo[rows], dtype="i32")
             hi_c = e.constant(hi[rows], dtype="i32")
             leaf_c = e.constant(leaves[rows])
-            e.emit("recv", view(local, 0, [(features, 1)]), CoreRef(VECTOR_CORE))
+            e.emit("recv", view(local, 0, [(features, 1)]), CoreRef(self.low.vector_core))
             bounds = [(block.rows, features), (features, 1)]
             e.emit("csearch", view(match, 0, [(block.rows, 1)]), view(lo_c, 0, bounds), view(hi_c, 0, bounds),
                    view(levels_c, 0, [(features, 1)]), view(local, 0, [(features, 1)]), float(cam.columns))
             leaf_v = view(leaf_c, 0, [(block.rows, targets), (targets, 1)])
             e.emit(extreme or "cleaf", view(part, 0, [(targets, 1)]), view(match, 0, [(block.rows, 1)]), leaf_v,
                    float(block.trees))
-            e.emit("send", CoreRef(VECTOR_CORE), view(part, 0, [(targets, 1)]))
+            e.emit("send", CoreRef(self.low.vector_core), view(part, 0, [(targets, 1)]))
             if extreme:  # and how many matched leaves have a value per target (has_score)
                 has_c = e.constant((~np.isnan(leaves[rows])).astype(np.float32))
                 e.emit("cleaf", view(part, 0, [(targets, 1)]), view(match, 0, [(block.rows, 1)]),
                        view(has_c, 0, [(block.rows, targets), (targets, 1)]), float(block.trees))
-                e.emit("send", CoreRef(VECTOR_CORE), view(part, 0, [(targets, 1)]))
+                e.emit("send", CoreRef(self.low.vector_core), view(part, 0, [(targets, 1)]))
         # 3. the blocks' partial sums added on the vector core
-        e.core = VECTOR_CORE
+        e.core = self.low.vector_core
         yb, yo = self.low.place(y)
         out = view(yb, yo, [(targets, 1)])
         back = e.buffer(targets)

@@ -1,6 +1,6 @@
 """Lowering of a crossbar-mapped Dense or Conv layer.
 
-On the vector core (core 0): the input is padded, quantised to integers (with a scale fixed
+On the vector core (the target's vector core): the input is padded, quantised to integers (with a scale fixed
 by calibration or taken per sample from the largest |x|) and sent to every crossbar core that
 holds a tile of the layer. Each crossbar core receives it, runs one loop of ``xmvm`` per tile
 over the output positions (a convolution reads im2col windows as strided views) and sends the
@@ -19,7 +19,6 @@ from nmc.compiler.passes.bit_slicing import block_matrix
 from nmc.isa.program import Tile
 from nmc.isa.views import CoreRef
 
-VECTOR_CORE = 0
 _TINY = 1e-30
 
 
@@ -32,7 +31,7 @@ class CrossbarLowering:
         x, y = node.inputs[0], node.outputs[0]
         conv = isinstance(node.op, ops.Conv)
         e = self.e
-        e.core = VECTOR_CORE
+        e.core = self.low.vector_core
         # geometry: the integer input buffer and how a block reads it at each output position
         if conv:
             rank = len(node.op.kernel)
@@ -79,7 +78,7 @@ class CrossbarLowering:
         for c in cores:
             e.core = c
             remote_in[c] = e.buffer(in_size, dtype="i32")
-            e.emit("recv", view(remote_in[c], 0, [(in_size, 1)]), CoreRef(VECTOR_CORE))
+            e.emit("recv", view(remote_in[c], 0, [(in_size, 1)]), CoreRef(self.low.vector_core))
             for index, block in enumerate(mapping.tiles):
                 if block.core != c:
                     continue
@@ -92,10 +91,10 @@ class CrossbarLowering:
                     self._conv_block(node.op, name, part, remote_in[c], block, channels, p_spatial, o_spatial, rank)
                 else:
                     self._dense_block(name, part, remote_in[c], block, rows, k)
-                e.emit("send", CoreRef(VECTOR_CORE), view(part, 0, [(n_out * n_pos, 1)]))
+                e.emit("send", CoreRef(self.low.vector_core), view(part, 0, [(n_out * n_pos, 1)]))
                 partials.append((c, block, n_out))
         # 3. gather partial sums on the vector core, dequantise, add the bias
-        e.core = VECTOR_CORE
+        e.core = self.low.vector_core
         acc = e.buffer(m * n_pos, dtype="i32")
         e.emit("fill", view(acc, 0, [(m * n_pos, 1)]), 0.0)
         mg = m // (node.op.group if conv else 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nmc.backends.target import Target
 from nmc.compiler.codegen.emitter import Emitter, affine, strides_of, view, weight
 from nmc.compiler.errors import CompileError
 from nmc.compiler.frontend.ops.nn import pool_divisors
@@ -20,8 +21,8 @@ _REDUCE_OPCODE = {"sum": "rsum", "mean": "rmean", "max": "rmax", "min": "rmin"}
 
 
 class Lowering:
-    def __init__(self, g: Graph, e: Emitter):
-        self.g, self.e = g, e
+    def __init__(self, g: Graph, e: Emitter, vector_core: int = 0):
+        self.g, self.e, self.vector_core = g, e, vector_core
 
     # ------------------------------------------------------------------ tensors
     def shape(self, t: str) -> tuple[int, ...]:
@@ -374,10 +375,12 @@ class Lowering:
         self.e.emit("mov", interior, self.dense(x))
 
 
-def generate(g: Graph, target_name: str) -> Program:
-    """Emit the program: digital work on vector core 0, crossbar layers on crossbar cores."""
-    e = Emitter(target_name, g.batched)
-    low = Lowering(g, e)
+def generate(g: Graph, target: Target) -> Program:
+    """Emit the program: digital work on the target's vector core, crossbar and CAM layers on
+    the cores their mapping records name."""
+    e = Emitter(target.name, g.batched)
+    e.core = target.vector_core
+    low = Lowering(g, e, target.vector_core)
     for t in g.inputs:
         size = g.tensors[t].size
         port_buffer = e.buffer(size, "global", prefix="in")

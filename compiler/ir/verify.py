@@ -203,9 +203,7 @@ def _check_tiles(g: Graph, node: Node, record: LayerMapping, fail, target, taken
     crossbar = target.crossbar if target is not None else None
     first_core = None
     if crossbar is not None:
-        from nmc.compiler.passes.placement import first_crossbar_core
-
-        first_core = first_crossbar_core(target)
+        first_core = target.core_range("crossbar").start
     lo = np.zeros((len(record.tiles), 3), np.int64)
     hi = np.zeros((len(record.tiles), 3), np.int64)
     cols_per_weight = set()
@@ -287,9 +285,7 @@ def _check_cam(g: Graph, node: Node, cam: CamMapping, fail, target) -> None:
     cores = target.cam if target is not None else None
     first_core = None
     if cores is not None:
-        from nmc.compiler.passes.cam_mapping import first_cam_core
-
-        first_core = first_cam_core(target)
+        first_core = target.core_range("cam").start
     row = 0
     for i, b in enumerate(cam.blocks):
         if b.row != row or b.rows < 1 or b.chained < 1:

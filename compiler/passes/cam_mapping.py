@@ -33,13 +33,6 @@ _CUT_SIDES = {"BRANCH_LEQ": (_AFTER,), "BRANCH_GT": (_AFTER,), "BRANCH_LT": (_BE
               "BRANCH_EQ": (_BEFORE, _AFTER), "BRANCH_NEQ": (_BEFORE, _AFTER)}
 
 
-def first_cam_core(target) -> int:
-    """CAM cores are numbered after every vector and crossbar core."""
-    from nmc.backends.target import CamCores
-
-    return sum(c.count for c in target.cores if not isinstance(c, CamCores))
-
-
 @dataclass(frozen=True)
 class CamMappingPass(Pass):
     """``lossless``: as many adjacent cells per feature as its code needs (never merge cuts);
@@ -60,7 +53,7 @@ class CamMappingPass(Pass):
             name = target.name if target is not None else "(none)"
             raise CompileError(f"{node.describe()}: tree ensembles run on analog CAM cores, and target {name!r} has "
                                "none; compile with --target acam or add a [[cores]] group of kind 'cam'")
-        next_core = first_cam_core(target)
+        next_core = target.core_range("cam").start
         used = 0
         for node in trees:
             mapping = self.map_ensemble(g, node, cam, next_core)

@@ -12,13 +12,6 @@ class CapacityError(CompileError):
     """The model needs more crossbars than the target has."""
 
 
-def first_crossbar_core(target) -> int:
-    """Cores are numbered vector cores first, then crossbar cores."""
-    from nmc.backends.target import VectorCores
-
-    return sum(c.count for c in target.cores if isinstance(c, VectorCores))
-
-
 @dataclass(frozen=True)
 class Placement(Pass):
     """Tiles fill crossbars in layer order, one tile per crossbar, core after core."""
@@ -38,7 +31,7 @@ class Placement(Pass):
                 f"the model needs {needed} crossbars of {crossbar.rows}×{crossbar.cols} but target {target.name!r} has "
                 f"{crossbar.crossbars} ({crossbar.count} cores × {crossbar.crossbars_per_core}); keep layers digital "
                 f"(-p 'partition{{min_weights=...}}') or pick a larger target")
-        base = first_crossbar_core(target)
+        base = target.core_range("crossbar").start
         index = 0
         for node in layers:
             tiles = []
