@@ -6,12 +6,48 @@ from dataclasses import dataclass, field
 from nmc.isa.views import Affine, CoreRef, Imm, Operand, View, WeightRef
 
 
+# Shape rules the validator applies (``isa/validate.py`` has one check per rule).
+SHAPE_RULES = {
+    "same": "every view has the same shape (stride 0 broadcasts)",
+    "free": "no shape constraint (a scalar fill, a message, a barrier)",
+    "mvm": "src holds K elements and dst N for a weight of [N, K]",
+    "xmvm": "src holds K elements and dst N for a tile of [N, K]",
+    "matmul": "[..., M, K] times [..., K, N] into [..., M, N], leading dimensions broadcast",
+    "reduce": "dst's shape is a proper prefix of src's",
+    "argmax": "dst's shape is src's without its last dimension",
+    "cenc": "F inputs, F codes, [F, K] cut tables and F NaN codes",
+    "csearch": "[R, F] bounds, F levels and F query codes into R match lines",
+    "cleaf": "R match lines and [R, T] leaves into T values",
+}
+# Cost classes the timing model prices (``runtime/costs.py`` has one formula per class).
+COST_CLASSES = {
+    "dma": "buffer bandwidth for the bits moved, both ends' buffer energy; program ports also pay I/O",
+    "vector": "one lane-cycle per element (ceil(elements / lanes) cycles), one vector op per element "
+              "(an integer op for i32 element-wise arithmetic)",
+    "vector_mul": "as vector, with a multiply's energy per element",
+    "vector_special": "as vector_mul, and vector_special_cycles per lane step (transcendentals, division)",
+    "reduce": "one vector op per source element",
+    "mvm": "a multiply and an add per weight (N·K), on the vector lanes",
+    "matmul": "a multiply and an add per output element and inner index, on the vector lanes",
+    "xmvm": "the crossbar's reads (DAC, array, ADC conversions, shift-and-add) from its tile arithmetic",
+    "cenc": "one comparison per cut of every feature",
+    "cam_search": "one search of all rows (search_cycles), energy per cell searched",
+    "cam_leaf": "one cycle per match through the resolver, a leaf read, a log-depth reduction",
+    "scheduled": "priced by the core timelines (messages, barriers), not per instruction",
+}
+
+
 @dataclass(frozen=True)
 class OpSpec:
-    """What an opcode takes and does.
+    """One instruction's record: what it takes, what it does and what it costs.
 
     ``operands`` is a tuple of operand kinds: ``dst`` (a view written), ``src`` (a view read),
-    ``src|imm`` (a view or a scalar), ``imm``, ``weight``, ``core``.
+    ``src|imm`` (a view or a scalar), ``imm``, ``weight``, ``core``. ``dtypes`` gives the
+    element type each operand's view must have (``f32``, ``i32``; None: any), or is None when
+    the views must simply share one type. ``shape`` names a rule of ``SHAPE_RULES`` and
+    ``cost`` a class of ``COST_CLASSES``. The parser, the validator, the runtime (its kernel
+    table, ``runtime/machine.py``), the timing model (``runtime/costs.py``) and ``docs/isa.md``
+    all read this record; ``tests/test_isa.py`` checks every opcode has all of them.
     """
 
     name: str
@@ -19,111 +55,125 @@ class OpSpec:
     unit: str
     summary: str
     semantics: str
+    shape: str = "same"
+    cost: str = "vector"
+    dtypes: tuple[str | None, ...] | None = None
 
 
-def _spec(name, operands, unit, summary, semantics):
-    return OpSpec(name, tuple(operands.split()), unit, summary, semantics)
+def _spec(name, operands, unit, summary, semantics, shape="same", cost="vector", dtypes=None):
+    return OpSpec(name, tuple(operands.split()), unit, summary, semantics, shape, cost,
+                  None if dtypes is None else tuple(None if d == "*" else d for d in dtypes.split()))
 
 
-_UNARY = {
-    "relu": "max(x, 0)",
-    "sigmoid": "1 / (1 + exp(-x))",
-    "tanh": "tanh(x)",
-    "exp": "exp(x)",
-    "log": "ln(x)",
-    "sqrt": "sqrt(x)",
-    "neg": "-x",
-    "abs": "|x|",
-    "recip": "1 / x",
-    "erf": "the error function erf(x)",
-    "gelu": "x * (1 + erf(x / sqrt 2)) / 2",
-    "gelu_tanh": "x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))) / 2",
-    "floor": "floor(x)",
-    "ceil": "ceil(x)",
-    "probit": "sqrt(2) * erfinv(2x - 1), erfinv by onnxruntime's approximation (ml_common.h ErfInv)",
+_SPECIAL, _MUL, _OP = "vector_special", "vector_mul", "vector"
+_UNARY = {  # name: (formula, cost class)
+    "relu": ("max(x, 0)", _OP),
+    "sigmoid": ("1 / (1 + exp(-x))", _SPECIAL),
+    "tanh": ("tanh(x)", _SPECIAL),
+    "exp": ("exp(x)", _SPECIAL),
+    "log": ("ln(x)", _SPECIAL),
+    "sqrt": ("sqrt(x)", _SPECIAL),
+    "neg": ("-x", _OP),
+    "abs": ("|x|", _OP),
+    "recip": ("1 / x", _SPECIAL),
+    "erf": ("the error function erf(x)", _SPECIAL),
+    "gelu": ("x * (1 + erf(x / sqrt 2)) / 2", _SPECIAL),
+    "gelu_tanh": ("x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))) / 2", _SPECIAL),
+    "floor": ("floor(x)", _OP),
+    "ceil": ("ceil(x)", _OP),
+    "probit": ("sqrt(2) * erfinv(2x - 1), erfinv by onnxruntime's approximation (ml_common.h ErfInv)", _SPECIAL),
 }
-_BINARY = {
-    "add": "a + b",
-    "sub": "a - b",
-    "mul": "a * b",
-    "div": "a / b",
-    "pow": "a ** b",
-    "max": "max(a, b)",
-    "min": "min(a, b)",
+_BINARY = {  # name: (formula, cost class); i32 operands cost an integer op whatever the class
+    "add": ("a + b", _OP),
+    "sub": ("a - b", _OP),
+    "mul": ("a * b", _MUL),
+    "div": ("a / b", _SPECIAL),
+    "pow": ("a ** b", _SPECIAL),
+    "max": ("max(a, b)", _OP),
+    "min": ("min(a, b)", _OP),
 }
 _REDUCE = {"rsum": "sum", "rmax": "maximum", "rmin": "minimum", "rmean": "mean"}
 
 OPCODES: dict[str, OpSpec] = {}
 for _s in (
     _spec("load", "dst src", "dma", "copy a view from global memory into a core's local memory",
-          "dst[i] = src[i] for every element; dst is local to the core, src is global"),
+          "dst[i] = src[i] for every element; dst is local to the core, src is global", cost="dma"),
     _spec("store", "dst src", "dma", "copy a view from a core's local memory to global memory",
-          "dst[i] = src[i]; dst is global, src is local to the core"),
+          "dst[i] = src[i]; dst is global, src is local to the core", cost="dma"),
     _spec("mov", "dst src", "vector", "copy (and so permute, slice, pad or broadcast) a view",
           "dst[i] = src[i]; both views have the same shape"),
-    _spec("fill", "dst imm", "vector", "set every element of a view to a scalar", "dst[i] = imm"),
+    _spec("fill", "dst imm", "vector", "set every element of a view to a scalar", "dst[i] = imm", shape="free"),
     _spec("mvm", "dst weight src", "matrix", "matrix-vector product with a stationary weight matrix",
           "dst = W @ src, W of shape [N, K] (or W[index] of a stacked [G, N, K] constant); "
-          "src holds K elements and dst N elements, each read/written in view order"),
+          "src holds K elements and dst N elements, each read/written in view order",
+          shape="mvm", cost="mvm", dtypes="f32 * f32"),
     _spec("xmvm", "dst weight src", "crossbar", "matrix-vector product on a programmed crossbar tile",
           "dst = the tile's integer weights [N, K] times the integer inputs src (K elements, each "
           "in_bits wide), computed as the chip does: inputs enter dac_bits at a time, each weight "
           "slice of cell_bits is a column of cells, column currents are digitised by the ADCs over "
           "the tile's adc_range, and digital shift-and-add recombines slices; exact when the device "
-          "is noiseless and the ADC lossless. dst and src are i32"),
+          "is noiseless and the ADC lossless. dst and src are i32", shape="xmvm", cost="xmvm", dtypes="i32 * i32"),
     _spec("quant", "dst src src|imm imm imm", "vector", "quantise floats to integers",
           "dst = clip(round_half_even(src / scale), lo, hi) with operands scale (an f32 view of "
-          "src's shape or an immediate), lo, hi; dst is i32, src f32"),
+          "src's shape or an immediate), lo, hi; dst is i32, src f32", cost="vector_mul", dtypes="i32 f32 f32 * *"),
     _spec("dequant", "dst src src|imm", "vector", "integers back to floats with a scale",
-          "dst = float32(src) * scale; dst f32, src i32, scale an f32 view or immediate"),
+          "dst = float32(src) * scale; dst f32, src i32, scale an f32 view or immediate", cost="vector_mul",
+          dtypes="f32 i32 f32"),
     _spec("matmul", "dst src src", "vector", "product of two activation matrices (e.g. attention)",
-          "dst = a @ b over the last two dimensions, leading dimensions broadcast"),
+          "dst = a @ b over the last two dimensions, leading dimensions broadcast", shape="matmul", cost="matmul"),
     _spec("softmax", "dst src", "vector", "softmax along the last dimension",
-          "dst = exp(x - max x) / sum exp(x - max x) along the last dimension"),
+          "dst = exp(x - max x) / sum exp(x - max x) along the last dimension", cost="vector_special"),
     _spec("argmax", "dst src", "vector", "index of the largest element along the last dimension",
-          "dst = argmax(src) along the last dimension (first index on ties), as a float"),
+          "dst = argmax(src) along the last dimension (first index on ties), as a float", shape="argmax",
+          cost="reduce", dtypes="* *"),
     _spec("leaky", "dst src imm", "vector", "leaky rectifier", "dst = x if x >= 0 else imm * x"),
     _spec("clip", "dst src imm imm", "vector", "clamp to [lo, hi]", "dst = min(max(x, lo), hi)"),
     _spec("send", "core src", "noc", "send a view to another core",
-          "queues the elements of src for the peer core, which takes them with recv"),
+          "queues the elements of src for the peer core, which takes them with recv", shape="free", cost="scheduled"),
     _spec("recv", "dst core", "noc", "receive a view sent by another core",
-          "waits for the next message from the peer core and writes it into dst"),
+          "waits for the next message from the peer core and writes it into dst", shape="free", cost="scheduled"),
     _spec("cenc", "dst src src src src", "vector", "threshold-code inputs for an analog CAM search",
           "dst[f] = #{k: src[f] >= ge[f, k]} + #{k: src[f] > gt[f, k]} with operands ge, gt (f32 [F, K] "
           "cut tables, NaN-padded) and nan (f32 [F]); a NaN input gets code nan[f]. dst is i32 [F], src f32 [F]. "
           "A feature's code is the number of its thresholds the input lies above, so comparing codes in the "
-          "CAM gives the same decisions as comparing the values with the thresholds"),
+          "CAM gives the same decisions as comparing the values with the thresholds", shape="cenc", cost="cenc",
+          dtypes="i32 f32 f32 f32 f32"),
     _spec("csearch", "dst src src src src imm", "cam", "search the rows of analog CAM arrays",
           "dst[r] = 1 if lo[r, f] <= q[f] < hi[r, f] for every feature f, else 0, with operands lo, hi "
           "(i32 [R, F] constants: the range each cell holds, in code levels), levels (i32 [F] constant: "
           "each feature's number of code levels; lo = 0 and hi = levels are open bounds) and the query "
           "codes q (i32 [F]); the immediate is the number of physical CAM "
           "columns (cells) the features occupy (features no row tests take none). All R rows are searched at once; dst is f32 [R]. With "
-          "device noise the programmed bounds deviate from lo and hi"),
+          "device noise the programmed bounds deviate from lo and hi", shape="csearch", cost="cam_search",
+          dtypes="f32 i32 i32 i32 i32 *"),
     _spec("cleaf", "dst src src imm", "cam", "read the leaves of matched rows and accumulate them",
           "dst[t] = sum over rows r with match[r] = 1 of leaves[r, t]: the match-line resolver reads each "
           "matched row's leaf from leaf memory and the reduction network adds them per target; operands "
           "match (f32 [R]) and leaves (f32 [R, T] constant); dst f32 [T]. The immediate is the number of "
-          "matches a search yields without device errors (the trees with rows in this block), for timing"),
+          "matches a search yields without device errors (the trees with rows in this block), for timing",
+          shape="cleaf", cost="cam_leaf", dtypes="f32 f32 f32 *"),
     _spec("cleafmin", "dst src src imm", "cam", "read the leaves of matched rows and keep the smallest",
           "dst[t] = min over rows r with match[r] = 1 and leaves[r, t] not NaN of leaves[r, t], or the largest "
           "float32 where there is none: cleaf with a reduction network of comparators (the MIN aggregate of "
-          "tree ensembles); NaN in leaf memory marks a leaf without a value for that target. Operands as cleaf"),
+          "tree ensembles); NaN in leaf memory marks a leaf without a value for that target. Operands as cleaf",
+          shape="cleaf", cost="cam_leaf", dtypes="f32 f32 f32 *"),
     _spec("cleafmax", "dst src src imm", "cam", "read the leaves of matched rows and keep the largest",
           "dst[t] = max over rows r with match[r] = 1 and leaves[r, t] not NaN of leaves[r, t], or minus the "
-          "largest float32 where there is none (the MAX aggregate); operands as cleaf"),
+          "largest float32 where there is none (the MAX aggregate); operands as cleaf",
+          shape="cleaf", cost="cam_leaf", dtypes="f32 f32 f32 *"),
     _spec("sync", "", "control", "barrier across all cores",
-          "no core passes its k-th sync before every core has reached its k-th sync"),
+          "no core passes its k-th sync before every core has reached its k-th sync", shape="free", cost="scheduled"),
 ):
     OPCODES[_s.name] = _s
-for _name, _formula in _UNARY.items():
-    OPCODES[_name] = _spec(_name, "dst src", "vector", f"element-wise {_formula}", f"dst = {_formula}")
-for _name, _formula in _BINARY.items():
+for _name, (_formula, _cost) in _UNARY.items():
+    OPCODES[_name] = _spec(_name, "dst src", "vector", f"element-wise {_formula}", f"dst = {_formula}", cost=_cost)
+for _name, (_formula, _cost) in _BINARY.items():
     OPCODES[_name] = _spec(_name, "dst src src|imm", "vector", f"element-wise {_formula}",
-                           f"dst = {_formula}, all three views of one shape (stride 0 broadcasts)")
+                           f"dst = {_formula}, all three views of one shape (stride 0 broadcasts)", cost=_cost)
 for _name, _np in _REDUCE.items():
     OPCODES[_name] = _spec(_name, "dst src", "vector", f"{_np} over trailing dimensions",
-                           f"dst = {_np} of src over the dimensions src has beyond dst's")
+                           f"dst = {_np} of src over the dimensions src has beyond dst's", shape="reduce",
+                           cost="reduce")
 
 UNARY_OPS = tuple(_UNARY)
 BINARY_OPS = tuple(_BINARY)
@@ -158,5 +208,5 @@ class Loop:
 
 Statement = Instr | Loop
 
-__all__ = ["OPCODES", "OpSpec", "Instr", "Loop", "Statement", "Affine", "View", "WeightRef", "Imm",
+__all__ = ["OPCODES", "OpSpec", "SHAPE_RULES", "COST_CLASSES", "Instr", "Loop", "Statement", "Affine", "View", "WeightRef", "Imm",
            "CoreRef", "UNARY_OPS", "BINARY_OPS", "REDUCE_OPS"]

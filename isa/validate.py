@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from nmc.isa.errors import ProgramError
-from nmc.isa.instructions import Instr, Loop, REDUCE_OPS
+from nmc.isa.instructions import Instr, Loop
 from nmc.isa.program import Program
 from nmc.isa.views import CoreRef, Imm, View, WeightRef
 
@@ -101,20 +101,12 @@ def _check_instr(p: Program, core: int, ins: Instr, counts: dict[str, int]) -> N
     _check_dtypes(p, ins)
 
 
-_DTYPE_RULES = {"cenc": ("i32", "f32", "f32", "f32", "f32"), "csearch": ("f32", "i32", "i32", "i32", "i32", None),
-                "cleaf": ("f32", "f32", "f32", None), "cleafmin": ("f32", "f32", "f32", None),
-                "cleafmax": ("f32", "f32", "f32", None), "quant": ("i32", "f32", "f32"), "dequant": ("f32", "i32", "f32"), "xmvm": ("i32", None, "i32"),
-                "mvm": ("f32", None, "f32")}
-
-
 def _check_dtypes(p: Program, ins: Instr) -> None:
-    rule = _DTYPE_RULES.get(ins.opcode)
+    rule = ins.spec.dtypes
     if rule is not None:
         for want, op in zip(rule, ins.operands):
             if want is not None and isinstance(op, View) and p.dtype_of(op.buffer) != want:
                 raise ProgramError(f"{ins.opcode} operand {op.buffer} is {p.dtype_of(op.buffer)}, expected {want}")
-        return
-    if ins.opcode == "argmax":
         return
     kinds = {p.dtype_of(v.buffer) for v in ins.views()}
     if len(kinds) > 1:
@@ -162,64 +154,86 @@ def _check_weight(p: Program, w: WeightRef, counts) -> None:
 
 
 def _check_shapes(p: Program, ins: Instr) -> None:
-    op, ops = ins.opcode, ins.operands
-    if op == "mvm":
-        dst, w, src = ops
-        n, k = p.consts[w.name].shape[-2:]
-        if src.size != k or dst.size != n:
-            raise ProgramError(f"weight {w.name} is {n}x{k} but src has {src.size} and dst {dst.size} elements")
-    elif op == "xmvm":
-        dst, w, src = ops
-        tile = p.tiles.get(w.name)
-        if tile is None:
-            raise ProgramError(f"xmvm needs a tile, {w.name} is not one")
-        n, k = p.consts[tile.weights].shape
-        if src.size != k or dst.size != n:
-            raise ProgramError(f"tile {w.name} is {n}x{k} but src has {src.size} and dst {dst.size} elements")
-    elif op == "matmul":
-        dst, a, b = ops
-        if len(a.shape) < 2 or len(b.shape) < 2 or a.shape[-1] != b.shape[-2]:
-            raise ProgramError(f"cannot multiply {list(a.shape)} by {list(b.shape)}")
-        try:
-            lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-        except ValueError:
-            raise ProgramError(f"leading dimensions of {list(a.shape)} and {list(b.shape)} do not broadcast") from None
-        if tuple(dst.shape) != tuple(lead) + (a.shape[-2], b.shape[-1]):
-            raise ProgramError(f"dst shape {list(dst.shape)} is not the product shape")
-    elif op in REDUCE_OPS:
-        dst, src = ops
-        if tuple(src.shape[: len(dst.shape)]) != tuple(dst.shape) or len(src.shape) <= len(dst.shape):
-            raise ProgramError(f"reduction from {list(src.shape)} to {list(dst.shape)}: dst must be a prefix")
-    elif op == "argmax":
-        dst, src = ops
-        if tuple(src.shape[:-1]) != tuple(dst.shape):
-            raise ProgramError(f"argmax from {list(src.shape)} to {list(dst.shape)}")
-    elif op == "cenc":
-        dst, src, ge, gt, nan = ops
-        if len(ge.shape) != 2 or ge.shape != gt.shape or ge.shape[0] != src.size or dst.size != src.size \
-                or nan.size != src.size:
-            raise ProgramError(f"cenc codes {src.size} inputs into {dst.size} codes with cut tables "
-                               f"{list(ge.shape)}, {list(gt.shape)} and {nan.size} NaN codes: sizes differ")
-    elif op == "csearch":
-        dst, lo, hi, levels, q, cells = ops
-        if len(lo.shape) != 2 or lo.shape != hi.shape or lo.shape[1] != q.size or dst.size != lo.shape[0] \
-                or levels.size != q.size:
-            raise ProgramError(f"csearch of {q.size} codes over bounds {list(lo.shape)}, {list(hi.shape)} with "
-                               f"{levels.size} feature levels into {dst.size} match lines: bounds must be "
-                               "[rows, features] of one shape, levels one per feature")
-        if cells.value < 1 or cells.value != int(cells.value):
-            raise ProgramError(f"csearch needs a positive whole number of cells, got {cells.value}")
-    elif op in ("cleaf", "cleafmin", "cleafmax"):
-        dst, match, leaves, matches = ops
-        if matches.value < 0 or matches.value != int(matches.value):
-            raise ProgramError(f"{op} expects a whole number of matches, got {matches.value}")
-        if len(leaves.shape) != 2 or leaves.shape[0] != match.size or leaves.shape[1] != dst.size:
-            raise ProgramError(f"{op} reads {match.size} match lines and leaves {list(leaves.shape)} into "
-                               f"{dst.size} values: leaves must be [rows, targets]")
-    elif op in ("send", "recv", "sync", "fill"):
-        return
-    else:
-        views = [v for v in ops if isinstance(v, View)]
-        for v in views[1:]:
-            if v.shape != views[0].shape:
-                raise ProgramError(f"operand shapes differ: {[list(x.shape) for x in views]}")
+    """The shape rule the opcode's record names (``SHAPE_RULES``)."""
+    _SHAPES[ins.spec.shape](p, ins.opcode, ins.operands)
+
+
+def _shape_mvm(p, op, ops):
+    dst, w, src = ops
+    n, k = p.consts[w.name].shape[-2:]
+    if src.size != k or dst.size != n:
+        raise ProgramError(f"weight {w.name} is {n}x{k} but src has {src.size} and dst {dst.size} elements")
+
+
+def _shape_xmvm(p, op, ops):
+    dst, w, src = ops
+    tile = p.tiles.get(w.name)
+    if tile is None:
+        raise ProgramError(f"xmvm needs a tile, {w.name} is not one")
+    n, k = p.consts[tile.weights].shape
+    if src.size != k or dst.size != n:
+        raise ProgramError(f"tile {w.name} is {n}x{k} but src has {src.size} and dst {dst.size} elements")
+
+
+def _shape_matmul(p, op, ops):
+    dst, a, b = ops
+    if len(a.shape) < 2 or len(b.shape) < 2 or a.shape[-1] != b.shape[-2]:
+        raise ProgramError(f"cannot multiply {list(a.shape)} by {list(b.shape)}")
+    try:
+        lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ProgramError(f"leading dimensions of {list(a.shape)} and {list(b.shape)} do not broadcast") from None
+    if tuple(dst.shape) != tuple(lead) + (a.shape[-2], b.shape[-1]):
+        raise ProgramError(f"dst shape {list(dst.shape)} is not the product shape")
+
+
+def _shape_reduce(p, op, ops):
+    dst, src = ops
+    if tuple(src.shape[: len(dst.shape)]) != tuple(dst.shape) or len(src.shape) <= len(dst.shape):
+        raise ProgramError(f"reduction from {list(src.shape)} to {list(dst.shape)}: dst must be a prefix")
+
+
+def _shape_argmax(p, op, ops):
+    dst, src = ops
+    if tuple(src.shape[:-1]) != tuple(dst.shape):
+        raise ProgramError(f"argmax from {list(src.shape)} to {list(dst.shape)}")
+
+
+def _shape_cenc(p, op, ops):
+    dst, src, ge, gt, nan = ops
+    if len(ge.shape) != 2 or ge.shape != gt.shape or ge.shape[0] != src.size or dst.size != src.size \
+            or nan.size != src.size:
+        raise ProgramError(f"cenc codes {src.size} inputs into {dst.size} codes with cut tables "
+                           f"{list(ge.shape)}, {list(gt.shape)} and {nan.size} NaN codes: sizes differ")
+
+
+def _shape_csearch(p, op, ops):
+    dst, lo, hi, levels, q, cells = ops
+    if len(lo.shape) != 2 or lo.shape != hi.shape or lo.shape[1] != q.size or dst.size != lo.shape[0] \
+            or levels.size != q.size:
+        raise ProgramError(f"csearch of {q.size} codes over bounds {list(lo.shape)}, {list(hi.shape)} with "
+                           f"{levels.size} feature levels into {dst.size} match lines: bounds must be "
+                           "[rows, features] of one shape, levels one per feature")
+    if cells.value < 1 or cells.value != int(cells.value):
+        raise ProgramError(f"csearch needs a positive whole number of cells, got {cells.value}")
+
+
+def _shape_cleaf(p, op, ops):
+    dst, match, leaves, matches = ops
+    if matches.value < 0 or matches.value != int(matches.value):
+        raise ProgramError(f"{op} expects a whole number of matches, got {matches.value}")
+    if len(leaves.shape) != 2 or leaves.shape[0] != match.size or leaves.shape[1] != dst.size:
+        raise ProgramError(f"{op} reads {match.size} match lines and leaves {list(leaves.shape)} into "
+                           f"{dst.size} values: leaves must be [rows, targets]")
+
+
+def _shape_same(p, op, ops):
+    views = [v for v in ops if isinstance(v, View)]
+    for v in views[1:]:
+        if v.shape != views[0].shape:
+            raise ProgramError(f"operand shapes differ: {[list(x.shape) for x in views]}")
+
+
+_SHAPES = {"same": _shape_same, "free": lambda p, op, ops: None, "mvm": _shape_mvm, "xmvm": _shape_xmvm,
+           "matmul": _shape_matmul, "reduce": _shape_reduce, "argmax": _shape_argmax, "cenc": _shape_cenc,
+           "csearch": _shape_csearch, "cleaf": _shape_cleaf}

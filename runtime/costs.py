@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 from nmc.backends.target import CrossbarCores, Target
 from nmc.backends.tile_arithmetic import TileArithmetic
 from nmc.isa.errors import NmcError
-from nmc.isa.instructions import BINARY_OPS, REDUCE_OPS, Instr, Loop
+from nmc.isa.instructions import BINARY_OPS, Instr, Loop
 from nmc.isa.program import Program
 from nmc.isa.views import View
 
-_SPECIAL = {"exp", "log", "sqrt", "erf", "gelu", "gelu_tanh", "tanh", "sigmoid", "recip", "div", "pow", "softmax"}
-_MULS = {"mul", "div", "pow", "dequant", "quant"}
 IO_LAYER = "(program i/o)"
 
 
@@ -84,56 +82,52 @@ class CostModel:
     # ------------------------------------------------------------------ one instruction
     def instr(self, ins: Instr, core: int) -> Cost:
         cost = Cost()
-        op = ins.opcode
-        c = self.c
-        views = ins.views()
-        if op == "xmvm":
-            self._xmvm(ins, core, cost)
-        elif op in ("csearch", "cleaf", "cleafmin", "cleafmax"):
-            self._cam(ins, core, cost)
-        elif op in ("load", "store"):
-            dst, src = views
-            port = any(v.buffer in self.port_buffers for v in views)
-            cost.cycles = math.ceil(self.bits(dst) / 8 / c.buffer_bytes_per_cycle)
-            cost.busy[Unit("buffer", core)] = cost.cycles
-            cost.energy["buffer"] = 2 * self.bits(dst) * c.buffer_pj_per_bit
-            if port:
-                cost.energy["io"] = self.bits(dst) * c.io_pj_per_bit
-                cost.cycles = max(cost.cycles, math.ceil(self.bits(dst) / 8 / c.io_bytes_per_cycle))
-        elif op in ("send", "recv", "sync"):
-            pass  # charged by the core timeline
-        else:
-            elements = views[0].size
-            work = elements
-            if op == "mvm":
-                n, k = self.p.consts[ins.operands[1].name].shape[-2:]
-                work = n * k
-                cost.macs = work
-                energy = work * (c.vector_mul_pj + c.vector_op_pj)
-            elif op == "matmul":
-                work = views[0].size * views[1].shape[-1]
-                cost.macs = work
-                energy = work * (c.vector_mul_pj + c.vector_op_pj)
-            elif op == "cenc":  # one comparison per input and cut
-                work = views[2].size + views[3].size
-                energy = work * c.vector_op_pj
-            elif op in REDUCE_OPS or op == "argmax":
-                work = views[1].size
-                energy = work * c.vector_op_pj
-            else:
-                per = c.vector_mul_pj if op in _MULS or op in _SPECIAL else c.vector_op_pj
-                if op in BINARY_OPS and any(self.p.dtype_of(v.buffer) == "i32" for v in views):
-                    per = c.vector_int_op_pj
-                energy = work * per
-            slow = c.vector_special_cycles if op in _SPECIAL else 1
-            cost.cycles = math.ceil(work / c.vector_lanes) * slow
-            cost.busy[Unit("vector", core)] = cost.cycles
-            cost.energy["vector"] = energy
-            cost.energy["buffer"] = sum(self.bits(v) for v in views) * c.buffer_pj_per_bit
+        PRICES[ins.spec.cost](self, ins, core, cost)
         name = self.layer(ins)
         cost.layer_energy[name] += sum(cost.energy.values())
         cost.layer_cycles[name] += cost.cycles
         return cost
+
+    def _dma(self, ins: Instr, core: int, cost: Cost) -> None:
+        c, views = self.c, ins.views()
+        dst = views[0]
+        cost.cycles = math.ceil(self.bits(dst) / 8 / c.buffer_bytes_per_cycle)
+        cost.busy[Unit("buffer", core)] = cost.cycles
+        cost.energy["buffer"] = 2 * self.bits(dst) * c.buffer_pj_per_bit
+        if any(v.buffer in self.port_buffers for v in views):
+            cost.energy["io"] = self.bits(dst) * c.io_pj_per_bit
+            cost.cycles = max(cost.cycles, math.ceil(self.bits(dst) / 8 / c.io_bytes_per_cycle))
+
+    def _vector(self, ins: Instr, core: int, cost: Cost) -> None:
+        """The vector unit: ``work`` lane operations of the instruction's cost class."""
+        c, views, kind = self.c, ins.views(), ins.spec.cost
+        if kind == "mvm":
+            n, k = self.p.consts[ins.operands[1].name].shape[-2:]
+            work = cost.macs = n * k
+            energy = work * (c.vector_mul_pj + c.vector_op_pj)
+        elif kind == "matmul":
+            work = cost.macs = views[0].size * views[1].shape[-1]
+            energy = work * (c.vector_mul_pj + c.vector_op_pj)
+        elif kind == "cenc":  # one comparison per input and cut
+            work = views[2].size + views[3].size
+            energy = work * c.vector_op_pj
+        elif kind == "reduce":
+            work = views[1].size
+            energy = work * c.vector_op_pj
+        else:
+            work = views[0].size
+            per = c.vector_op_pj if kind == "vector" else c.vector_mul_pj
+            if ins.opcode in BINARY_OPS and any(self.p.dtype_of(v.buffer) == "i32" for v in views):
+                per = c.vector_int_op_pj
+            energy = work * per
+        slow = c.vector_special_cycles if kind == "vector_special" else 1
+        cost.cycles = math.ceil(work / c.vector_lanes) * slow
+        cost.busy[Unit("vector", core)] = cost.cycles
+        cost.energy["vector"] = energy
+        cost.energy["buffer"] = sum(self.bits(v) for v in views) * c.buffer_pj_per_bit
+
+    def _scheduled(self, ins: Instr, core: int, cost: Cost) -> None:
+        """send, recv and sync: charged by the core timelines."""
 
     def xmvm_shape(self, ins: Instr) -> dict:
         """The counts one xmvm implies: reads, rows, outputs, slices, conversions."""
@@ -146,6 +140,7 @@ class CostModel:
                     ibits=arith.input_bits_per_phase, wbits=tile.weight_bits, bits_per_read=arith.bits_per_read)
 
     def _xmvm(self, ins: Instr, core: int, cost: Cost) -> None:
+        """An MVM on a crossbar tile: its reads, conversions and columns from the tile arithmetic."""
         s = self.xmvm_shape(ins)
         c, xb = self.c, self.xb
         cost.macs = s["n"] * s["k"]
@@ -210,3 +205,10 @@ class CostModel:
         out.cycles = body.cycles + (loop.count - 1) * interval
         # a loop's latency is attributed to its layers in proportion to their energy share
         return out
+
+
+# One formula per cost class of the instruction table (isa.instructions.COST_CLASSES).
+PRICES = {"dma": CostModel._dma, "vector": CostModel._vector, "vector_mul": CostModel._vector,
+          "vector_special": CostModel._vector, "reduce": CostModel._vector, "mvm": CostModel._vector,
+          "matmul": CostModel._vector, "cenc": CostModel._vector, "xmvm": CostModel._xmvm,
+          "cam_search": CostModel._cam, "cam_leaf": CostModel._cam, "scheduled": CostModel._scheduled}

@@ -116,59 +116,11 @@ class Machine:
 
     # ------------------------------------------------------------------ execution
     def execute(self, ins: Instr, iters: tuple[_Iter, ...] = ()) -> None:
-        op, ops = ins.opcode, ins.operands
-        if op in ("load", "store", "mov"):
-            self.view(ops[0], iters)[...] = self.view(ops[1], iters)
-        elif op == "fill":
-            self.view(ops[0], iters)[...] = np.float32(ops[1].value)
-        elif op in UNARY_OPS:
-            with np.errstate(all="ignore"):
-                self.view(ops[0], iters)[...] = kernels.UNARY[op](self.view(ops[1], iters))
-        elif op in BINARY_OPS:
-            with np.errstate(all="ignore"):
-                self.view(ops[0], iters)[...] = kernels.BINARY[op](self.view(ops[1], iters),
-                                                                   self.operand(ops[2], iters))
-        elif op == "xmvm":
-            self._xmvm(ops[0], ops[1], ops[2], iters)
-        elif op == "quant":
-            self.view(ops[0], iters)[...] = quantise(self.view(ops[1], iters), self.operand(ops[2], iters),
-                                                     ops[3].value, ops[4].value)
-        elif op == "dequant":
-            self.view(ops[0], iters)[...] = self.view(ops[1], iters).astype(np.float32) * self.operand(ops[2], iters)
-        elif op == "mvm":
-            self._mvm(ops[0], ops[1], ops[2], iters)
-        elif op == "matmul":
-            dst = self.view(ops[0], iters)
-            dst[...] = np.matmul(self.view(ops[1], iters), self.view(ops[2], iters))
-        elif op in REDUCE_OPS:
-            dst = self.view(ops[0], iters)
-            src = self.view(ops[1], iters)
-            dst[...] = kernels.reduce(op, src, src.ndim - dst.ndim)
-        elif op == "softmax":
-            with np.errstate(all="ignore"):
-                self.view(ops[0], iters)[...] = kernels.softmax(self.view(ops[1], iters))
-        elif op == "argmax":
-            self.view(ops[0], iters)[...] = np.argmax(self.view(ops[1], iters), axis=-1)
-        elif op == "cenc":
-            self._cenc(ops, iters)
-        elif op == "csearch":
-            self._csearch(ops, iters)
-        elif op == "cleaf":
-            match = self.view(ops[1], iters)
-            leaves = self.view(ops[2], ())[0]
-            out = match.reshape(-1, match.shape[-1]) @ leaves
-            self.view(ops[0], iters)[...] = out.reshape(self.view(ops[0], iters).shape)
-        elif op in ("cleafmin", "cleafmax"):
-            self._cleaf_extreme(op, ops, iters)
-        elif op == "leaky":
-            x = self.view(ops[1], iters)
-            self.view(ops[0], iters)[...] = np.where(x >= 0, x, x * np.float32(ops[2].value))
-        elif op == "clip":
-            x = self.view(ops[1], iters)
-            self.view(ops[0], iters)[...] = np.minimum(np.maximum(x, np.float32(ops[2].value)),
-                                                       np.float32(ops[3].value))
-        else:
-            raise SimulationError(f"opcode {op} cannot run inside the functional core model")
+        kernel = KERNELS.get(ins.opcode)
+        if kernel is None:
+            raise SimulationError(f"opcode {ins.opcode} cannot run inside the functional core model")
+        with np.errstate(all="ignore"):
+            kernel(self, ins.opcode, ins.operands, iters)
 
     def _xmvm(self, dst_v: View, w: WeightRef, src_v: View, iters) -> None:
         lead = 1 + len(iters)
@@ -235,6 +187,89 @@ class Machine:
                 self.run_block(s.body, iters + (_Iter(s.var, s.count),))
             else:
                 self.execute(s, iters)
+
+
+def _copy(m: Machine, op, ops, iters):
+    m.view(ops[0], iters)[...] = m.view(ops[1], iters)
+
+
+def _fill(m: Machine, op, ops, iters):
+    m.view(ops[0], iters)[...] = np.float32(ops[1].value)
+
+
+def _unary(m: Machine, op, ops, iters):
+    m.view(ops[0], iters)[...] = kernels.UNARY[op](m.view(ops[1], iters))
+
+
+def _binary(m: Machine, op, ops, iters):
+    m.view(ops[0], iters)[...] = kernels.BINARY[op](m.view(ops[1], iters), m.operand(ops[2], iters))
+
+
+def _reduce(m: Machine, op, ops, iters):
+    dst, src = m.view(ops[0], iters), m.view(ops[1], iters)
+    dst[...] = kernels.reduce(op, src, src.ndim - dst.ndim)
+
+
+def _quant(m: Machine, op, ops, iters):
+    m.view(ops[0], iters)[...] = quantise(m.view(ops[1], iters), m.operand(ops[2], iters), ops[3].value, ops[4].value)
+
+
+def _dequant(m: Machine, op, ops, iters):
+    m.view(ops[0], iters)[...] = m.view(ops[1], iters).astype(np.float32) * m.operand(ops[2], iters)
+
+
+def _matmul(m: Machine, op, ops, iters):
+    m.view(ops[0], iters)[...] = np.matmul(m.view(ops[1], iters), m.view(ops[2], iters))
+
+
+def _softmax(m: Machine, op, ops, iters):
+    m.view(ops[0], iters)[...] = kernels.softmax(m.view(ops[1], iters))
+
+
+def _argmax(m: Machine, op, ops, iters):
+    m.view(ops[0], iters)[...] = np.argmax(m.view(ops[1], iters), axis=-1)
+
+
+def _cleaf(m: Machine, op, ops, iters):
+    match = m.view(ops[1], iters)
+    leaves = m.view(ops[2], ())[0]
+    dst = m.view(ops[0], iters)
+    dst[...] = (match.reshape(-1, match.shape[-1]) @ leaves).reshape(dst.shape)
+
+
+def _leaky(m: Machine, op, ops, iters):
+    x = m.view(ops[1], iters)
+    m.view(ops[0], iters)[...] = np.where(x >= 0, x, x * np.float32(ops[2].value))
+
+
+def _clip(m: Machine, op, ops, iters):
+    x = m.view(ops[1], iters)
+    m.view(ops[0], iters)[...] = np.minimum(np.maximum(x, np.float32(ops[2].value)), np.float32(ops[3].value))
+
+
+def _scheduled(m: Machine, op, ops, iters):
+    raise SimulationError(f"{op} is run by the core streams, not inside a block")
+
+
+# The functional kernel of every opcode of the instruction table (isa.instructions.OPCODES):
+# ``kernel(machine, opcode, operands, iterations)`` writes its destination for all samples and
+# loop iterations at once. tests/test_isa.py checks that every opcode has one.
+KERNELS = {
+    "load": _copy, "store": _copy, "mov": _copy, "fill": _fill,
+    **{name: _unary for name in UNARY_OPS},
+    **{name: _binary for name in BINARY_OPS},
+    **{name: _reduce for name in REDUCE_OPS},
+    "xmvm": lambda m, op, ops, iters: m._xmvm(ops[0], ops[1], ops[2], iters),
+    "mvm": lambda m, op, ops, iters: m._mvm(ops[0], ops[1], ops[2], iters),
+    "quant": _quant, "dequant": _dequant, "matmul": _matmul, "softmax": _softmax, "argmax": _argmax,
+    "cenc": lambda m, op, ops, iters: m._cenc(ops, iters),
+    "csearch": lambda m, op, ops, iters: m._csearch(ops, iters),
+    "cleaf": _cleaf,
+    "cleafmin": lambda m, op, ops, iters: m._cleaf_extreme(op, ops, iters),
+    "cleafmax": lambda m, op, ops, iters: m._cleaf_extreme(op, ops, iters),
+    "leaky": _leaky, "clip": _clip,
+    "send": _scheduled, "recv": _scheduled, "sync": _scheduled,
+}
 
 
 def _stream_runner(machine: Machine, core: int, stream, mail: dict, syncs: dict, progress: list,

@@ -115,3 +115,36 @@ def test_failed_save_leaves_nothing_behind(tmp_path):
     with pytest.raises(ProgramError, match="constant w has no data"):
         save_program(p, tmp_path / "p.nmc")
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- one record per opcode
+def test_every_opcode_has_a_record_a_kernel_a_price_and_a_doc():
+    """The instruction table is the single record: each opcode's operand kinds, types, shape
+    rule and cost class are complete, and the runtime, the timing model and docs/isa.md all
+    know it (a fourth place that misses an opcode fails here, not in a user's run)."""
+    from pathlib import Path
+
+    from nmc.isa.instructions import COST_CLASSES, OPCODES, SHAPE_RULES
+    from nmc.isa.validate import _SHAPES
+    from nmc.runtime.costs import PRICES
+    from nmc.runtime.machine import KERNELS
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "isa.md").read_text()
+    assert set(PRICES) == set(COST_CLASSES) and set(_SHAPES) == set(SHAPE_RULES)
+    for name, spec in OPCODES.items():
+        assert spec.summary and spec.semantics and spec.unit, name
+        assert set(spec.operands) <= {"dst", "src", "src|imm", "imm", "weight", "core"}, name
+        assert spec.dtypes is None or len(spec.dtypes) == len(spec.operands), name
+        assert spec.shape in SHAPE_RULES and spec.cost in COST_CLASSES, name
+        assert name in KERNELS, f"{name} has no kernel in runtime/machine.py"
+        assert f"#### {name}\n" in doc, f"{name} is missing from docs/isa.md"
+    assert set(KERNELS) == set(OPCODES)
+
+
+def test_transcendentals_are_priced_as_such():
+    """probit used to be costed as a one-cycle add because the timing model kept its own list."""
+    from nmc.isa.instructions import OPCODES
+
+    slow = {"exp", "log", "sqrt", "erf", "gelu", "gelu_tanh", "tanh", "sigmoid", "recip", "div", "pow",
+            "softmax", "probit"}
+    assert {n for n, s in OPCODES.items() if s.cost == "vector_special"} == slow
