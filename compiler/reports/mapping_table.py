@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, is_dataclass
 
 from nmc.backends.tile_arithmetic import TileArithmetic
+from nmc.compiler.errors import InternalError
 from nmc.isa.program import Program
 
 ATTACHMENT = "mapping.json"
@@ -50,6 +51,9 @@ def mapping_table(graph, program: Program, target) -> dict:
     layers = []
     for layer in program.layers:
         node = nodes[layer.index] if layer.index < len(nodes) else None
+        if node is not None and layer.name != (node.onnx_name or node.name):
+            raise InternalError(f"layer {layer.index} {layer.name!r} is not graph node {layer.index} "
+                                f"{node.onnx_name or node.name!r}: codegen and the graph disagree on layer order")
         record = graph.mapping.get(node.name) if node is not None else None
         entry = {"index": layer.index, "name": layer.name, "op": layer.op,
                  "node": node.name if node else "", "ir_op": type(node.op).__name__ if node else "",
