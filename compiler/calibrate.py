@@ -32,6 +32,7 @@ from onnx import helper, shape_inference
 from nmc.compiler import oracle
 from nmc.compiler.errors import CompileError
 from nmc.compiler.frontend.loader import detect_batched, read_model, real_inputs
+from nmc.compiler.frontend.ops.recurrent import calibrate_states, calibration_sources
 from nmc.compiler.ir import ops
 from nmc.compiler.ir.graph import Graph
 
@@ -197,10 +198,12 @@ def calibrate_graph(g: Graph, model: str | os.PathLike | onnx.ModelProto, sample
     proto = read_model(model)
     wanted = {t for t in g.tensors if not g.is_const(t)}
     matrix_inputs = {n.inputs[0] for n in g.nodes() if isinstance(n.op, (ops.Dense, ops.Conv))} & wanted
+    hidden = calibration_sources(g)  # a recurrence's Y stands for the states its loop reads
     ranges, values = _ranges_and_values(proto, calibration_feeds(proto, samples), percentile, wanted,
-                                        matrix_inputs, max_samples)
+                                        matrix_inputs | hidden, max_samples)
     g.ranges = ranges
-    g.calibration = values
+    g.calibration = {t: v for t, v in values.items() if t in matrix_inputs}
+    calibrate_states(g, ranges, values)
 
 
 def _first_line(e: BaseException) -> str:

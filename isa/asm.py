@@ -59,7 +59,7 @@ def _fmt_stmts(stmts, depth: int, lines: list[str]) -> None:
     for s in stmts:
         pad = _INDENT * depth
         if isinstance(s, Loop):
-            lines.append(f"{pad}loop %{s.var}, {s.count} {{")
+            lines.append(f"{pad}{s.keyword} %{s.var}, {s.count} {{")
             _fmt_stmts(s.body, depth + 1, lines)
             lines.append(f"{pad}}}")
         else:
@@ -169,6 +169,9 @@ class _Build(Transformer):
     # statements
     def loop(self, var, count, *body):
         return Loop(str(var)[1:], int(count), tuple(body))
+
+    def seqloop(self, var, count, *body):
+        return Loop(str(var)[1:], int(count), tuple(body), sequential=True)
 
     def tag(self, n):
         return int(n)

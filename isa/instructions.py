@@ -18,6 +18,7 @@ SHAPE_RULES = {
     "cenc": "F inputs, F codes, [F, K] cut tables and F NaN codes",
     "csearch": "[R, F] bounds, F levels and F query codes into R match lines",
     "cleaf": "R match lines and [R, T] leaves into T values",
+    "gather": "dst's shape is idx's shape followed by table's shape without its first dimension",
 }
 # Cost classes the timing model prices (``runtime/costs.py`` has one formula per class).
 COST_CLASSES = {
@@ -34,6 +35,8 @@ COST_CLASSES = {
     "cam_search": "one search of all rows (search_cycles), energy per cell searched",
     "cam_leaf": "one cycle per match through the resolver, a leaf read, a log-depth reduction",
     "scheduled": "priced by the core timelines (messages, barriers), not per instruction",
+    "gather": "a memory read of the rows moved: the bits of dst and idx through the buffer port, "
+              "the buffer energy of reading and writing them",
 }
 
 
@@ -43,8 +46,8 @@ class OpSpec:
 
     ``operands`` is a tuple of operand kinds: ``dst`` (a view written), ``src`` (a view read),
     ``src|imm`` (a view or a scalar), ``imm``, ``weight``, ``core``. ``dtypes`` gives the
-    element type each operand's view must have (``f32``, ``i32``; None: any), or is None when
-    the views must simply share one type. ``shape`` names a rule of ``SHAPE_RULES`` and
+    element type each operand's view must have (``f32``, ``i32``; ``=``: the type of the other
+    ``=`` operands; None: any), or is None when the views must simply share one type. ``shape`` names a rule of ``SHAPE_RULES`` and
     ``cost`` a class of ``COST_CLASSES``. The parser, the validator, the runtime (its kernel
     table, ``runtime/machine.py``), the timing model (``runtime/costs.py``) and ``docs/isa.md``
     all read this record; ``tests/test_isa.py`` checks every opcode has all of them.
@@ -82,6 +85,8 @@ _UNARY = {  # name: (formula, cost class)
     "floor": ("floor(x)", _OP),
     "ceil": ("ceil(x)", _OP),
     "probit": ("sqrt(2) * erfinv(2x - 1), erfinv by onnxruntime's approximation (ml_common.h ErfInv)", _SPECIAL),
+    "sign": ("-1, 0 or 1 as x is negative, zero or positive (NaN stays NaN)", _OP),
+    "softplus": ("ln(1 + exp(x)), computed as max(x, 0) + ln(1 + exp(-|x|)) so large x does not overflow", _SPECIAL),
 }
 _BINARY = {  # name: (formula, cost class); i32 operands cost an integer op whatever the class
     "add": ("a + b", _OP),
@@ -91,6 +96,11 @@ _BINARY = {  # name: (formula, cost class); i32 operands cost an integer op what
     "pow": ("a ** b", _SPECIAL),
     "max": ("max(a, b)", _OP),
     "min": ("min(a, b)", _OP),
+    "mod": ("a - floor(a / b) * b (the sign of b, as Python's %)", _SPECIAL),
+    "fmod": ("a - trunc(a / b) * b (the sign of a, as C's fmod)", _SPECIAL),
+}
+_COMPARE = {  # name: formula; dst is i32 0/1, a and b of one element type
+    "eq": "a == b", "ne": "a != b", "lt": "a < b", "le": "a <= b", "gt": "a > b", "ge": "a >= b",
 }
 _REDUCE = {"rsum": "sum", "rmax": "maximum", "rmin": "minimum", "rmean": "mean"}
 
@@ -127,6 +137,8 @@ for _s in (
           "dst = argmax(src) along the last dimension (first index on ties), as a float", shape="argmax",
           cost="reduce", dtypes="* *"),
     _spec("leaky", "dst src imm", "vector", "leaky rectifier", "dst = x if x >= 0 else imm * x"),
+    _spec("elu", "dst src imm", "vector", "exponential linear unit",
+          "dst = x if x > 0 else imm * (exp(x) - 1)", cost="vector_special"),
     _spec("clip", "dst src imm imm", "vector", "clamp to [lo, hi]", "dst = min(max(x, lo), hi)"),
     _spec("send", "core src", "noc", "send a view to another core",
           "queues the elements of src for the peer core, which takes them with recv", shape="free", cost="scheduled"),
@@ -161,6 +173,17 @@ for _s in (
           "dst[t] = max over rows r with match[r] = 1 and leaves[r, t] not NaN of leaves[r, t], or minus the "
           "largest float32 where there is none (the MAX aggregate); operands as cleaf",
           shape="cleaf", cost="cam_leaf", dtypes="f32 f32 f32 *"),
+    _spec("gather", "dst src src", "vector", "read the rows of a table at run-time indices (embedding lookup)",
+          "dst[i, ...] = table[idx[i] (+ R if negative), ...] with operands table (a view [R, ...], "
+          "usually a constant in digital memory) and idx (i32, any shape); an index outside -R..R-1 "
+          "is a run-time error. The table's view may put any axis first, so a Gather on axis k is "
+          "one gather through permuted views", shape="gather", cost="gather", dtypes="= = i32"),
+    _spec("select", "dst src src|imm src|imm", "vector", "choose between two views by a mask",
+          "dst = a where cond != 0 else b with operands cond (i32 0/1), a and b (views or immediates "
+          "of dst's element type), all of one shape (stride 0 broadcasts)", dtypes="= i32 = ="),
+    _spec("cast", "dst src", "vector", "convert between f32 and i32",
+          "dst = src in dst's element type: f32 to i32 truncates toward zero (an out-of-range value "
+          "is a run-time error), i32 to f32 rounds to nearest beyond 2^24", dtypes="* *"),
     _spec("sync", "", "control", "barrier across all cores",
           "no core passes its k-th sync before every core has reached its k-th sync", shape="free", cost="scheduled"),
 ):
@@ -170,6 +193,10 @@ for _name, (_formula, _cost) in _UNARY.items():
 for _name, (_formula, _cost) in _BINARY.items():
     OPCODES[_name] = _spec(_name, "dst src src|imm", "vector", f"element-wise {_formula}",
                            f"dst = {_formula}, all three views of one shape (stride 0 broadcasts)", cost=_cost)
+for _name, _formula in _COMPARE.items():
+    OPCODES[_name] = _spec(_name, "dst src src|imm", "vector", f"element-wise comparison {_formula}",
+                           f"dst = 1 if {_formula} else 0: dst i32, a and b views (b may be an immediate) "
+                           "of one element type and one shape (stride 0 broadcasts)", dtypes="i32 = =")
 for _name, _np in _REDUCE.items():
     OPCODES[_name] = _spec(_name, "dst src", "vector", f"{_np} over trailing dimensions",
                            f"dst = {_np} of src over the dimensions src has beyond dst's", shape="reduce",
@@ -178,6 +205,7 @@ for _name, _np in _REDUCE.items():
 UNARY_OPS = tuple(_UNARY)
 BINARY_OPS = tuple(_BINARY)
 REDUCE_OPS = tuple(_REDUCE)
+COMPARE_OPS = tuple(_COMPARE)
 
 
 @dataclass(frozen=True)
@@ -198,15 +226,34 @@ class Instr:
 
 @dataclass(frozen=True)
 class Loop:
-    """A counted loop ``for %var in 0..count-1``. Its iterations are independent (a parallel
-    for), so the runtime may execute each body instruction for all iterations at once."""
+    """A counted loop ``for %var in 0..count-1``. By default its iterations are independent (a
+    parallel for, ``loop``), so the runtime may execute each body instruction for all iterations
+    at once and the timing model pipelines them. A ``sequential`` loop (``loop.seq``) runs its
+    iterations one after another, each seeing what the previous one wrote (a recurrence over
+    time steps); its body may exchange messages (``send``/``recv``) when every enclosing loop is
+    sequential too, and it costs ``count`` times its body's latency."""
 
     var: str
     count: int
     body: tuple["Instr | Loop", ...] = field(default_factory=tuple)
+    sequential: bool = False
+
+    @property
+    def keyword(self) -> str:
+        return "loop.seq" if self.sequential else "loop"
 
 
 Statement = Instr | Loop
 
-__all__ = ["OPCODES", "OpSpec", "SHAPE_RULES", "COST_CLASSES", "Instr", "Loop", "Statement", "Affine", "View", "WeightRef", "Imm",
-           "CoreRef", "UNARY_OPS", "BINARY_OPS", "REDUCE_OPS"]
+MESSAGE_OPS = ("send", "recv", "sync")  # run by the core streams, which meet at them
+
+
+def exchanges_messages(stmt: Statement) -> bool:
+    """Whether a statement is, or a loop holds, a send, recv or sync."""
+    if isinstance(stmt, Loop):
+        return any(exchanges_messages(s) for s in stmt.body)
+    return stmt.opcode in MESSAGE_OPS
+
+
+__all__ = ["OPCODES", "OpSpec", "SHAPE_RULES", "COST_CLASSES", "Instr", "Loop", "Statement", "exchanges_messages", "Affine", "View", "WeightRef", "Imm",
+           "CoreRef", "UNARY_OPS", "BINARY_OPS", "REDUCE_OPS", "COMPARE_OPS"]

@@ -54,24 +54,25 @@ def validate(p: Program, check_data: bool = True) -> None:
         _check_stmts(p, core, stream, {}, ())
 
 
-def _check_stmts(p: Program, core: int, stmts, counts: dict[str, int], where: tuple) -> None:
+def _check_stmts(p: Program, core: int, stmts, counts: dict[str, int], parallel: tuple[str, ...]) -> None:
+    """``counts``: every enclosing loop counter and its count; ``parallel``: those of parallel loops."""
     for s in stmts:
         if isinstance(s, Loop):
             if s.var in counts:
                 raise ProgramError(f"core {core}: loop counter %{s.var} reused in a nested loop")
             if s.count < 1:
-                raise ProgramError(f"core {core}: loop %{s.var} has count {s.count}")
-            _check_stmts(p, core, s.body, {**counts, s.var: s.count}, where + (s.var,))
+                raise ProgramError(f"core {core}: {s.keyword} %{s.var} has count {s.count}")
+            _check_stmts(p, core, s.body, {**counts, s.var: s.count}, parallel + (() if s.sequential else (s.var,)))
         else:
             try:
-                _check_instr(p, core, s, counts)
+                _check_instr(p, core, s, counts, parallel)
             except ProgramError as e:
                 from nmc.isa.asm import format_instr
 
                 raise ProgramError(f"core {core}: `{format_instr(s)}`: {e}") from None
 
 
-def _check_instr(p: Program, core: int, ins: Instr, counts: dict[str, int]) -> None:
+def _check_instr(p: Program, core: int, ins: Instr, counts: dict[str, int], parallel: tuple[str, ...] = ()) -> None:
     spec = ins.spec
     if len(ins.operands) != len(spec.operands):
         raise ProgramError(f"{ins.opcode} takes {len(spec.operands)} operands ({' '.join(spec.operands)}), "
@@ -81,8 +82,11 @@ def _check_instr(p: Program, core: int, ins: Instr, counts: dict[str, int]) -> N
             raise ProgramError(f"operand {op!r} is not a {kind}")
     if ins.layer >= len(p.layers):
         raise ProgramError(f"layer tag !{ins.layer} beyond the layer table")
-    if ins.opcode in ("send", "recv", "sync") and counts:
-        raise ProgramError(f"{ins.opcode} may not appear inside a loop")
+    if ins.opcode in ("send", "recv") and parallel:
+        raise ProgramError(f"{ins.opcode} may not appear inside a parallel loop (loop %{parallel[-1]}); "
+                           "only sequential loops (loop.seq) may exchange messages")
+    if ins.opcode == "sync" and counts:
+        raise ProgramError("sync may not appear inside a loop")
     local = f"core{core}"
     for position, op in enumerate(ins.operands):
         if isinstance(op, View):
@@ -105,8 +109,11 @@ def _check_dtypes(p: Program, ins: Instr) -> None:
     rule = ins.spec.dtypes
     if rule is not None:
         for want, op in zip(rule, ins.operands):
-            if want is not None and isinstance(op, View) and p.dtype_of(op.buffer) != want:
+            if want not in (None, "=") and isinstance(op, View) and p.dtype_of(op.buffer) != want:
                 raise ProgramError(f"{ins.opcode} operand {op.buffer} is {p.dtype_of(op.buffer)}, expected {want}")
+        same = {p.dtype_of(op.buffer) for want, op in zip(rule, ins.operands) if want == "=" and isinstance(op, View)}
+        if len(same) > 1:
+            raise ProgramError(f"{ins.opcode} operands mix element types {sorted(same)}; convert with cast")
         return
     kinds = {p.dtype_of(v.buffer) for v in ins.views()}
     if len(kinds) > 1:
@@ -227,6 +234,16 @@ def _shape_cleaf(p, op, ops):
                            f"{dst.size} values: leaves must be [rows, targets]")
 
 
+def _shape_gather(p, op, ops):
+    dst, table, idx = ops
+    if len(table.shape) < 1 or tuple(dst.shape) != tuple(idx.shape) + tuple(table.shape[1:]):
+        raise ProgramError(f"gather of table {list(table.shape)} by indices {list(idx.shape)} gives "
+                           f"{list(tuple(idx.shape) + tuple(table.shape[1:]))}, not dst {list(dst.shape)}")
+    if p.dtype_of(dst.buffer) != p.dtype_of(table.buffer):
+        raise ProgramError(f"gather dst {dst.buffer} is {p.dtype_of(dst.buffer)} but table {table.buffer} "
+                           f"is {p.dtype_of(table.buffer)}")
+
+
 def _shape_same(p, op, ops):
     views = [v for v in ops if isinstance(v, View)]
     for v in views[1:]:
@@ -236,4 +253,4 @@ def _shape_same(p, op, ops):
 
 _SHAPES = {"same": _shape_same, "free": lambda p, op, ops: None, "mvm": _shape_mvm, "xmvm": _shape_xmvm,
            "matmul": _shape_matmul, "reduce": _shape_reduce, "argmax": _shape_argmax, "cenc": _shape_cenc,
-           "csearch": _shape_csearch, "cleaf": _shape_cleaf}
+           "csearch": _shape_csearch, "cleaf": _shape_cleaf, "gather": _shape_gather}

@@ -1,7 +1,8 @@
 """What each instruction costs on a target: latency, the units it keeps busy, energy by
-component, MACs. ``CostModel`` prices one instruction, a block and a counted loop (its body's
-latency plus one initiation interval per further iteration, the interval being the busiest
-unit of the body); ``timing.estimate`` schedules these costs over the cores' timelines.
+component, MACs. ``CostModel`` prices one instruction, a block and a counted loop (a parallel
+loop: its body's latency plus one initiation interval per further iteration, the interval being
+the busiest unit of the body; a sequential loop: count × its body's latency);
+``timing.estimate`` schedules these costs over the cores' timelines.
 
 Units are typed (``Unit("adc", tile)``, ``Unit("vector", core)``), not parsed strings.
 """
@@ -198,11 +199,17 @@ class CostModel:
         return total
 
     def loop(self, loop: Loop, core: int) -> Cost:
+        """A parallel loop pipelines its iterations: the body's latency, then one initiation
+        interval (the busiest unit) per further iteration. A sequential loop cannot start an
+        iteration before the previous one ends: ``count`` times the body's latency."""
         body = self.block(loop.body, core)
         interval = max(body.busy.values(), default=body.cycles) or body.cycles
         out = Cost()
         out.add(body, loop.count)
-        out.cycles = body.cycles + (loop.count - 1) * interval
+        if loop.sequential:
+            out.cycles = loop.count * body.cycles
+        else:
+            out.cycles = body.cycles + (loop.count - 1) * interval
         # a loop's latency is attributed to its layers in proportion to their energy share
         return out
 

@@ -68,6 +68,8 @@ UNARY = {
     "floor": np.floor,
     "ceil": np.ceil,
     "probit": probit,
+    "sign": np.sign,
+    "softplus": lambda x: np.logaddexp(np.float32(0), x),
 }
 
 BINARY = {

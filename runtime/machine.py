@@ -1,8 +1,10 @@
 """The functional simulator: executes a program's core streams on batched inputs.
 
-Loops are parallel-for loops, so each body instruction runs once for all iterations: every
-operand becomes a strided numpy view with one axis per enclosing loop counter (stride = the
-counter's coefficient), after the batch axis. A convolution is one gathered matmul.
+Parallel loops (``loop``) run each body instruction once for all iterations: every operand
+becomes a strided numpy view with one axis per enclosing parallel loop counter (stride = the
+counter's coefficient), after the batch axis. A convolution is one gathered matmul. Sequential
+loops (``loop.seq``) run their iterations one after another with the counter bound to a value
+(it moves the views' offsets), still vectorised over the batch and any parallel loops inside.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from nmc.isa.errors import NmcError
-from nmc.isa.instructions import BINARY_OPS, REDUCE_OPS, UNARY_OPS, Instr, Loop
+from nmc.isa.instructions import BINARY_OPS, REDUCE_OPS, UNARY_OPS, Instr, Loop, exchanges_messages
 from nmc.backends.tile_arithmetic import quantise
 from nmc.backends.devices import device_model
 from nmc.backends.target import Target, load_target, preset_names
@@ -47,6 +49,7 @@ class Machine:
         self.consts = {name: np.ascontiguousarray(program.data[name], dtype=DTYPES[c.dtype]).reshape(-1)
                        for name, c in program.consts.items()}
         self.options = options or SimOptions()
+        self.bound: dict[str, int] = {}  # counters of the sequential loops running, and their values
         self._target = target
         self.cams: dict[tuple[str, str], ProgrammedCam] = {}
         self.tiles = self._program_tiles(self.options, progress)
@@ -90,7 +93,8 @@ class Machine:
             batch_stride = 0
             flat = arr[None, :]
         item = arr.itemsize
-        base = flat[:, v.offset.const:] if v.offset.const else flat
+        const = v.offset.const + sum(coef * self.bound[var] for var, coef in v.offset.terms if var in self.bound)
+        base = flat[:, const:] if const else flat
         shape = (self.batch,) + tuple(i.count for i in iters) + v.shape
         strides = ((batch_stride,) + tuple(v.offset.coef(i.var) * item for i in iters)
                    + tuple(stride * item for _, stride in v.dims))
@@ -105,7 +109,8 @@ class Machine:
         mats = self.weights[w.name]
         if w.index is None:
             return mats
-        index = np.full([i.count for i in iters], w.index.const, dtype=np.int64)
+        const = w.index.const + sum(coef * self.bound[var] for var, coef in w.index.terms if var in self.bound)
+        index = np.full([i.count for i in iters], const, dtype=np.int64)
         for axis, it in enumerate(iters):
             coef = w.index.coef(it.var)
             if coef:
@@ -172,7 +177,9 @@ class Machine:
     def _mvm(self, dst_v: View, w: WeightRef, src_v: View, iters) -> None:
         lead = 1 + len(iters)
         src = self.view(src_v, iters)
-        src = src.reshape(src.shape[:lead] + (-1,))
+        # contiguous: a view into [batch, size] buffers has the whole buffer as its batch stride,
+        # which sends matmul down a slow non-BLAS path (50× slower for a [32, 128] step of an RNN)
+        src = np.ascontiguousarray(src.reshape(src.shape[:lead] + (-1,)))
         mats = self.weight(w, iters)
         if w.index is None:
             out = src @ mats.T
@@ -183,7 +190,12 @@ class Machine:
 
     def run_block(self, stmts, iters: tuple[_Iter, ...] = ()) -> None:
         for s in stmts:
-            if isinstance(s, Loop):
+            if isinstance(s, Loop) and s.sequential:
+                for step in range(s.count):
+                    self.bound[s.var] = step
+                    self.run_block(s.body, iters)
+                del self.bound[s.var]
+            elif isinstance(s, Loop):
                 self.run_block(s.body, iters + (_Iter(s.var, s.count),))
             else:
                 self.execute(s, iters)
@@ -242,6 +254,11 @@ def _leaky(m: Machine, op, ops, iters):
     m.view(ops[0], iters)[...] = np.where(x >= 0, x, x * np.float32(ops[2].value))
 
 
+def _elu(m: Machine, op, ops, iters):
+    x = m.view(ops[1], iters)
+    m.view(ops[0], iters)[...] = np.where(x > 0, x, np.float32(ops[2].value) * np.expm1(x))
+
+
 def _clip(m: Machine, op, ops, iters):
     x = m.view(ops[1], iters)
     m.view(ops[0], iters)[...] = np.minimum(np.maximum(x, np.float32(ops[2].value)), np.float32(ops[3].value))
@@ -267,7 +284,7 @@ KERNELS = {
     "cleaf": _cleaf,
     "cleafmin": lambda m, op, ops, iters: m._cleaf_extreme(op, ops, iters),
     "cleafmax": lambda m, op, ops, iters: m._cleaf_extreme(op, ops, iters),
-    "leaky": _leaky, "clip": _clip,
+    "leaky": _leaky, "elu": _elu, "clip": _clip,
     "send": _scheduled, "recv": _scheduled, "sync": _scheduled,
 }
 
@@ -276,31 +293,49 @@ def _stream_runner(machine: Machine, core: int, stream, mail: dict, syncs: dict,
                    report: Callable[[], None] | None = None):
     """A generator per core: runs its stream, yielding ('recv', peer) or ('sync', k) while it waits.
     ``progress[0]`` counts the top-level statements run; ``report()`` hears of each."""
+    bound: dict[str, int] = {}  # this core's sequential loop counters (cores interleave at yields)
     for s in stream:
-        if isinstance(s, Instr) and s.opcode == "send":
-            peer = s.operands[0].core
-            mail.setdefault((core, peer), deque()).append(np.array(machine.view(s.operands[1], ())))
-        elif isinstance(s, Instr) and s.opcode == "recv":
-            peer = s.operands[1].core
-            while not mail.get((peer, core)):
-                yield ("recv from core", peer)
-            data = mail[(peer, core)].popleft()
-            dst = machine.view(s.operands[0], ())
-            if data[0].size != dst[0].size:
-                raise SimulationError(f"core {core}: recv of {dst[0].size} elements got a message of "
-                                      f"{data[0].size} from core {peer}")
-            dst[...] = data.reshape(dst.shape)
-        elif isinstance(s, Instr) and s.opcode == "sync":
-            syncs[core] += 1
-            while min(syncs.values()) < syncs[core]:
-                yield ("sync", syncs[core])
-        elif isinstance(s, Loop):
-            machine.run_block((s,))
-        else:
-            machine.execute(s)
+        yield from _run_statement(machine, core, s, mail, syncs, bound, progress)
         progress[0] += 1
         if report is not None:
             report()
+
+
+def _run_statement(machine: Machine, core: int, s, mail: dict, syncs: dict, bound: dict[str, int],
+                   progress: list):
+    """One statement of a core's stream. A sequential loop that exchanges messages runs here
+    step by step, its counter bound in ``bound``, so the core can wait inside it; ``progress[1]``
+    counts the statements run at any depth (the deadlock check's sign of life)."""
+    machine.bound = bound
+    progress[1] += 1
+    if isinstance(s, Loop) and s.sequential and exchanges_messages(s):
+        for step in range(s.count):
+            bound[s.var] = step
+            for inner in s.body:
+                yield from _run_statement(machine, core, inner, mail, syncs, bound, progress)
+        del bound[s.var]
+    elif isinstance(s, Instr) and s.opcode == "send":
+        peer = s.operands[0].core
+        mail.setdefault((core, peer), deque()).append(np.array(machine.view(s.operands[1], ())))
+    elif isinstance(s, Instr) and s.opcode == "recv":
+        peer = s.operands[1].core
+        while not mail.get((peer, core)):
+            yield ("recv from core", peer)
+        machine.bound = bound
+        data = mail[(peer, core)].popleft()
+        dst = machine.view(s.operands[0], ())
+        if data[0].size != dst[0].size:
+            raise SimulationError(f"core {core}: recv of {dst[0].size} elements got a message of "
+                                  f"{data[0].size} from core {peer}")
+        dst[...] = data.reshape(dst.shape)
+    elif isinstance(s, Instr) and s.opcode == "sync":
+        syncs[core] += 1
+        while min(syncs.values()) < syncs[core]:
+            yield ("sync", syncs[core])
+    elif isinstance(s, Loop):
+        machine.run_block((s,))
+    else:
+        machine.execute(s)
 
 
 def execute(program: Program, inputs: dict[str, np.ndarray], target: Target | None = None,
@@ -324,13 +359,13 @@ def execute(program: Program, inputs: dict[str, np.ndarray], target: Target | No
         machine.mem[port.buffer][...] = np.asarray(inputs[port.name], dtype=np.float32).reshape(batch, -1)
     mail: dict = {}
     syncs = {core: 0 for core in program.cores}
-    progress_count = [0]
+    progress_count = [0, 0]  # top-level statements run, statements run at any depth
     report = progress and (lambda: progress(tiles + progress_count[0], total, "running"))
     runners = {core: _stream_runner(machine, core, stream, mail, syncs, progress_count, report)
                for core, stream in program.cores.items()}
     waiting: dict[int, tuple] = {}
     while runners:
-        before = progress_count[0]
+        before = progress_count[1]
         for core in sorted(runners):
             try:
                 waiting[core] = next(runners[core])
@@ -338,7 +373,8 @@ def execute(program: Program, inputs: dict[str, np.ndarray], target: Target | No
                 del runners[core]
                 waiting.pop(core, None)
                 progress_count[0] += 1
-        if runners and progress_count[0] == before:
+                progress_count[1] += 1
+        if runners and progress_count[1] == before:
             raise SimulationError("deadlock: " + ", ".join(
                 f"core {c} waits ({w[0]} {w[1]})" for c, w in sorted(waiting.items()))
                 + (f"; finished cores never reach the sync" if len(runners) < len(program.cores) else ""))

@@ -6,9 +6,11 @@ the components it uses (from the target's ``[costs]``); cores run concurrently a
 ``send``/``recv`` (a message arrives after its hops and its serialisation on the link; transfers
 into one core share its ingress link) and ``sync``; the crossbars of a core run concurrently (a
 loop of ``xmvm`` on one tile is handed to that crossbar, and the core waits for it only where it
-touches the loop's buffers, at ``sync`` and at the end of its stream); a loop costs its body's latency plus one
-initiation interval per further iteration, the interval being the busiest unit of the body.
-So timing costs O(program), never O(pixels). Figures are for one inference (one sample).
+touches the loop's buffers, at ``sync`` and at the end of its stream); a parallel loop costs its body's latency plus
+one initiation interval per further iteration, the interval being the busiest unit of the body;
+a sequential loop costs count × its body's latency, and one whose body exchanges messages (a
+recurrence whose crossbars sit on other cores) is scheduled step by step. So timing costs
+O(program × time steps), never O(pixels). Figures are for one inference (one sample).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import numpy as np
 
 from nmc.backends.target import CamCores, Target, VectorCores
 from nmc.backends.tile_arithmetic import TileArithmetic
-from nmc.isa.instructions import Instr, Loop
+from nmc.isa.instructions import Instr, Loop, exchanges_messages
 from nmc.isa.program import Program
 from nmc.runtime.costs import IO_LAYER, Cost, CostModel, TimingError, Unit
 from nmc.runtime.display import html_table, si
@@ -135,6 +137,19 @@ def _crossbar_work(stmt) -> tuple[str, set, set] | None:
     return tiles.pop(), {i.operands[2].buffer for i in leaves}, {i.operands[0].buffer for i in leaves}
 
 
+def _unrolled(stmts) -> list:
+    """The statements a core's timeline walks: a sequential loop that exchanges messages is laid
+    out iteration by iteration (the cores meet inside it, so each step waits for the last);
+    every other statement stays whole and is priced as one."""
+    out = []
+    for s in stmts:
+        if isinstance(s, Loop) and s.sequential and exchanges_messages(s):
+            out.extend(_unrolled(s.body) * s.count)
+        else:
+            out.append(s)
+    return out
+
+
 def _buffers(stmt) -> set:
     return {v.buffer for i in _leaves(stmt) if isinstance(i, Instr) for v in i.views()}
 
@@ -164,10 +179,19 @@ def estimate(program: Program, target: Target) -> Stats:
     arrived: dict = defaultdict(dict)  # sync level -> {core: arrival time}
     total = Cost()
     done = set()
+    streams = {core: _unrolled(program.cores[core]) for core in cores}
+    priced: dict = {}  # (id(statement), core) -> Cost: an unrolled step is priced once
+
+    def price(s, core: int) -> Cost:
+        key = (id(s), core)
+        if key not in priced:
+            priced[key] = model.loop(s, core) if isinstance(s, Loop) else model.instr(s, core)
+        return priced[key]
+
     while len(done) < len(cores):
         progressed = False
         for core in cores:
-            stream = program.cores[core]
+            stream = streams[core]
             while pcs[core] < len(stream):
                 s = stream[pcs[core]]
                 work = _crossbar_work(s)
@@ -207,7 +231,7 @@ def estimate(program: Program, target: Target) -> Stats:
                     clock[core] = max(arrived[level].values())
                 elif work is not None:
                     tile, reads, writes = work
-                    cost = model.loop(s, core) if isinstance(s, Loop) else model.instr(s, core)
+                    cost = price(s, core)
                     total.add(cost)
                     start = max([clock[core], tile_free[tile]] + [written[(core, b)] for b in reads]
                                 + [max(written[(core, b)], read[(core, b)]) for b in writes])
@@ -219,7 +243,7 @@ def estimate(program: Program, target: Target) -> Stats:
                         written[(core, b)] = max(written[(core, b)], finish)
                     drained[core] = max(drained[core], finish)
                 else:
-                    cost = model.loop(s, core) if isinstance(s, Loop) else model.instr(s, core)
+                    cost = price(s, core)
                     total.add(cost)
                     clock[core] = max(clock[core], wait(core, s)) + cost.cycles
                     busy[core] += cost.cycles

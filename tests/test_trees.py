@@ -1,4 +1,5 @@
-"""Tree ensembles on analog CAM: agreement with onnxruntime, mapping, device errors, ISA."""
+"""Tree ensembles on analog CAM: agreement with onnxruntime, mapping, device errors, ISA, and
+element types at the splits (double inputs refused, double thresholds exact for float32 inputs)."""
 from __future__ import annotations
 
 import numpy as np
@@ -402,3 +403,128 @@ def test_softmax_zero_leaves_zero_scores_out():
     ref = _ort(model, x)[0]
     assert (ref == 0).any() and ((ref > 0) & (ref < 1)).any()
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-7)
+
+
+# ----------------------------------------------------------------------------- element types at the splits
+def _single_tree_case():
+    """ONNX's node test test_ai_onnx_ml_tree_ensemble_single_tree: double X [3, 2] and double
+    splits (3.14, 1.2, 4.2; all ``<=``); its first sample sits exactly on the split ``x <= 1.2``."""
+    import warnings
+
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the case generators divide by zero on purpose
+        case = next(c for c in collect_testcases("TreeEnsemble") if c.name.endswith("single_tree"))
+    (x,), (expected,) = case.data_sets[0]
+    return case.model, x, expected
+
+
+def _with_batch(nodes, x_type, y_type, opsets, features=2, targets=2):
+    """``nodes`` from X [batch, features] to Y [batch, targets]: nmc runs trees one sample per run."""
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", x_type, [None, features])],
+                              [helper.make_tensor_value_info("Y", y_type, [None, targets])])
+    return helper.make_model(graph, opset_imports=list(opsets))
+
+
+@pytest.mark.parametrize("target", ["acam", "ideal"])
+def test_single_tree_double_input_is_refused_not_rounded(target):
+    """float32(1.2) = 1.2000000477 > 1.2: a float32 program would answer −12.23 where the model
+    says 5.23. nmc refuses double tree inputs, naming the node, on every target."""
+    model, x, expected = _single_tree_case()
+    model = _with_batch([model.graph.node[0]], TensorProto.DOUBLE, TensorProto.DOUBLE, model.opset_import)
+    np.testing.assert_allclose(_ort(model, x)[0], expected)
+    assert x[0, 0] == 1.2 and expected[0, 0] == 5.23
+    with pytest.raises(CompileError, match=r"node 'TreeEnsemble_0' \(TreeEnsemble.*input 'X' is double.*float32"):
+        compile_model(model, target)
+
+
+@pytest.mark.parametrize("target", ["acam", "ideal"])
+def test_single_tree_in_float32_at_the_split(target):
+    """The same tree with float32 splits, weights and input: x = 1.2 meets ``x <= 1.2`` in the
+    same precision and takes the true branch (5.23) on acam; ideal has no CAM and says so."""
+    model, x, expected = _single_tree_case()
+    node = onnx.NodeProto()
+    node.CopyFrom(model.graph.node[0])
+    for attribute in node.attribute:
+        if attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type == TensorProto.DOUBLE:
+            attribute.t.CopyFrom(onnx.numpy_helper.from_array(
+                onnx.numpy_helper.to_array(attribute.t).astype(np.float32), attribute.t.name))
+    model = _with_batch([node], TensorProto.FLOAT, TensorProto.FLOAT, model.opset_import)
+    x = x.astype(np.float32)
+    if target == "ideal":
+        with pytest.raises(CompileError, match="analog CAM cores.*'ideal' has none"):
+            compile_model(model, target)
+        return
+    got = execute(compile_model(model, target, pass_options=LOSSLESS).program, {"X": x}, options=EXACT)["Y"]
+    np.testing.assert_array_equal(got, _ort(model, x)[0])
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert got[0, 0] == np.float32(5.23)
+
+
+ML3 = [helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)]
+
+
+def _double_regressor():
+    """TreeEnsembleRegressor (ai.onnx.ml 3) on a double input with double thresholds: ``x0 <= t0``
+    → leaf 5.23, else ``x1 < t1`` → −12.23 | 7.21."""
+    def double(name, values):
+        return helper.make_tensor(name, TensorProto.DOUBLE, [len(values)], list(values))
+
+    return helper.make_node(
+        "TreeEnsembleRegressor", ["X"], ["Y"], domain="ai.onnx.ml", n_targets=1,
+        nodes_treeids=[0] * 5, nodes_nodeids=[0, 1, 2, 3, 4], nodes_featureids=[0, 0, 1, 0, 0],
+        nodes_modes=["BRANCH_LEQ", "LEAF", "BRANCH_LT", "LEAF", "LEAF"],
+        nodes_values_as_tensor=double("splits", [1.2, 0, 3.14, 0, 0]),
+        nodes_truenodeids=[1, 0, 3, 0, 0], nodes_falsenodeids=[2, 0, 4, 0, 0],
+        target_treeids=[0, 0, 0], target_nodeids=[1, 3, 4], target_ids=[0, 0, 0],
+        target_weights_as_tensor=double("weights", [5.23, -12.23, 7.21]))
+
+
+def test_double_inputs_exactly_at_thresholds_are_refused():
+    """onnxruntime compares double inputs with double thresholds; inputs exactly at them give
+    its answer only in double, so nmc refuses rather than round them."""
+    model = _with_batch([_double_regressor()], TensorProto.DOUBLE, TensorProto.FLOAT, ML3, targets=1)
+    x = np.array([[1.2, 0.0], [2.0, 3.14], [2.0, 3.0]])
+    rounded = x.astype(np.float32).astype(np.float64)
+    assert (_ort(model, x)[0] != _ort(model, rounded)[0]).any()   # rounding changes leaves
+    with pytest.raises(CompileError, match=r"\(TreeEnsembleRegressor.*input 'X' is double"):
+        compile_model(model, "acam")
+
+
+def test_a_cast_to_float32_in_the_model_is_its_own_rounding():
+    """Double X, Cast to float in the model, float thresholds: onnxruntime rounds where the model
+    says, as nmc's float32 port does, so the program computes the model's answer."""
+    node = helper.make_node(
+        "TreeEnsembleRegressor", ["Xf"], ["Y"], domain="ai.onnx.ml", n_targets=1,
+        nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 0, 0],
+        nodes_modes=["BRANCH_LEQ", "LEAF", "LEAF"], nodes_values=[1.2, 0, 0],
+        nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 0, 0],
+        target_treeids=[0, 0], target_nodeids=[1, 2], target_ids=[0, 0], target_weights=[5.23, -12.23])
+    cast = helper.make_node("Cast", ["X"], ["Xf"], to=TensorProto.FLOAT)
+    model = _with_batch([cast, node], TensorProto.DOUBLE, TensorProto.FLOAT, ML3, features=1, targets=1)
+    x = np.array([[1.2], [1.2000000476837158], [1.2000001], [1.1999999]])
+    got = execute(compile_model(model, "acam", pass_options=LOSSLESS).program, {"X": x}, options=EXACT)["Y"]
+    np.testing.assert_array_equal(got, _ort(model, x)[0])
+
+
+@pytest.mark.parametrize("mode,compare", [("BRANCH_LEQ", np.less_equal), ("BRANCH_LT", np.less),
+                                          ("BRANCH_GTE", np.greater_equal), ("BRANCH_GT", np.greater)])
+@pytest.mark.parametrize("threshold", [1.2, 0.5, -3.0000001])
+def test_float32_inputs_next_to_a_double_threshold(mode, compare, threshold):
+    """A double threshold (``nodes_values_as_tensor``) with float32 inputs: every float32 next to
+    it takes the branch the exact comparison in double gives (the oracle is that comparison)."""
+    node = helper.make_node(
+        "TreeEnsembleRegressor", ["X"], ["Y"], domain="ai.onnx.ml", n_targets=1,
+        nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2], nodes_featureids=[0, 0, 0],
+        nodes_modes=[mode, "LEAF", "LEAF"],
+        nodes_values_as_tensor=helper.make_tensor("splits", TensorProto.DOUBLE, [3], [threshold, 0, 0]),
+        nodes_truenodeids=[1, 0, 0], nodes_falsenodeids=[2, 0, 0],
+        target_treeids=[0, 0], target_nodeids=[1, 2], target_ids=[0, 0], target_weights=[1.0, 2.0])
+    model = _with_batch([node], TensorProto.FLOAT, TensorProto.FLOAT, ML3, features=1, targets=1)
+    near = np.float32(threshold)
+    x = np.array([near, np.nextafter(near, np.float32(-np.inf)), np.nextafter(near, np.float32(np.inf)),
+                  np.nextafter(np.nextafter(near, np.float32(-np.inf)), np.float32(-np.inf))], np.float32)
+    got = execute(compile_model(model, "acam", pass_options=LOSSLESS).program, {"X": x.reshape(-1, 1)},
+                  options=EXACT)["Y"].reshape(-1)
+    np.testing.assert_array_equal(got, np.where(compare(x.astype(np.float64), threshold), 1.0, 2.0))

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from nmc.compiler.errors import InternalError
 from nmc.isa.instructions import Instr, Loop
 from nmc.isa.program import Buffer, Const, Layer, Port, Program, Tile
 from nmc.isa.views import Affine, Imm, View, WeightRef
@@ -20,13 +21,24 @@ def strides_of(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(reversed(out))
 
 
+@dataclass
+class _OpenLoop:
+    """A loop being emitted: its body per core (a parallel loop has one core, a sequential loop
+    gets a body on every core that emits inside it)."""
+
+    var: str
+    count: int
+    sequential: bool
+    core: int
+    bodies: dict[int, list] = field(default_factory=dict)
+
+
 class Emitter:
     def __init__(self, target: str, batched: bool):
         self.program = Program(target=target, batched=batched)
         self.streams: dict[int, list] = {}
         self.core = 0
-        self._block: list | None = None
-        self._depth = 0
+        self._open: list[_OpenLoop] = []  # enclosing loops, innermost last
         self.layer = -1
         self.location: dict[str, tuple[str, int]] = {}  # tensor -> (buffer, element offset)
         self.const_of: dict[str, str] = {}  # graph constant -> program constant
@@ -67,27 +79,40 @@ class Emitter:
         self.program.layers.append(Layer(self.layer, name, op))
 
     # ------------------------------------------------------------------ instructions
+    def _body(self, core: int) -> list:
+        """Where the next statement for ``core`` goes: the innermost open loop, else its stream."""
+        if not self._open:
+            return self.streams.setdefault(core, [])
+        loop = self._open[-1]
+        if not loop.sequential and core != loop.core:
+            raise InternalError(f"a parallel loop on core {loop.core} got an instruction for core {core}; "
+                                "only sequential loops span cores")
+        return loop.bodies.setdefault(core, [])
+
     def emit(self, opcode: str, *operands) -> None:
-        block = self._block if self._block is not None else self.streams.setdefault(self.core, [])
         ops = tuple(Imm(float(o)) if isinstance(o, (int, float, np.floating)) else o for o in operands)
-        block.append(Instr(opcode, ops, self.layer))
+        self._body(self.core).append(Instr(opcode, ops, self.layer))
 
     @contextmanager
-    def loop(self, count: int):
-        """``with e.loop(n) as var:`` emits a counted loop; a count of 1 emits no loop (var None)."""
+    def loop(self, count: int, sequential: bool = False):
+        """``with e.loop(n) as var:`` emits a counted loop; a count of 1 emits no loop (var None).
+
+        A parallel loop holds instructions of the current core only. ``sequential=True`` emits
+        ``loop.seq``: iterations one after another, and every core that gets instructions inside
+        it gets its own ``loop.seq`` of the same count and counter around them, so cores can
+        exchange messages in each step (the recurrence of an RNN with its crossbars elsewhere)."""
         if count == 1:
             yield None
             return
-        var = f"i{self._depth}"
-        outer = self._block
-        body: list = []
-        self._block, self._depth = body, self._depth + 1
+        var = f"{'t' if sequential else 'i'}{len(self._open)}"
+        self._open.append(_OpenLoop(var, count, sequential, self.core))
         try:
             yield var
         finally:
-            self._block, self._depth = outer, self._depth - 1
-        target = self._block if self._block is not None else self.streams.setdefault(self.core, [])
-        target.append(Loop(var, count, tuple(body)))
+            loop = self._open.pop()
+        for core, body in loop.bodies.items():
+            if body:
+                self._body(core).append(Loop(var, count, tuple(body), sequential))
 
     def finish(self) -> Program:
         self.program.cores = {core: tuple(stream) for core, stream in sorted(self.streams.items())}

@@ -67,6 +67,10 @@ class Lowering:
 
     # ------------------------------------------------------------------ dispatch
     def lower(self, node: Node) -> None:
+        from nmc.compiler.codegen.recurrent import RecurrentLowering, inside_loop
+
+        if isinstance(node.op, (ops.LoopCarried, ops.Recurrence)) or inside_loop(self.g, node):
+            return RecurrentLowering(self).lower(node)  # a time loop, with its Dense nodes by R inside
         mapping = self.g.mapping.get(node.name)
         if mapping is not None and mapping.unit == "crossbar":
             from nmc.compiler.codegen.crossbar import CrossbarLowering
@@ -251,8 +255,8 @@ class Lowering:
 
     def lower_unary(self, node: Node, op: ops.Unary) -> None:
         x, y = node.inputs[0], node.outputs[0]
-        if op.fn == "leaky":
-            self.e.emit("leaky", self.dense(y), self.dense(x), op.alpha)
+        if op.fn in ("leaky", "elu"):
+            self.e.emit(op.fn, self.dense(y), self.dense(x), op.alpha)
         else:
             self.e.emit(op.fn, self.dense(y), self.dense(x))
 
@@ -339,6 +343,11 @@ class Lowering:
         strides = strides_of(shape)
         buf, off = self.place(x)
         self.e.emit("mov", self.dense(y), view(buf, off, [(shape[p], strides[p]) for p in op.perm]))
+
+    def lower_expand(self, node: Node, op: ops.Expand) -> None:
+        """One copy from the input broadcast to the output's shape (stride 0 on repeated axes)."""
+        y = node.outputs[0]
+        self.e.emit("mov", self.dense(y), self.broadcast(node.inputs[0], self.shape(y)))
 
     def lower_concat(self, node: Node, op: ops.Concat) -> None:
         y = node.outputs[0]

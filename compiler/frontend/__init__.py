@@ -3,18 +3,15 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import onnx
 
 from nmc.compiler.errors import ModelError, UnsupportedOpError
 from nmc.compiler.frontend.context import NodeContext
 from nmc.compiler.frontend.loader import check_domains, detect_batched, fix_batch, fold_constants, opset_of, read_model
-from nmc.compiler.frontend.ops import CONVERTERS, INTEGER_OUTPUTS, supported_ops
+from nmc.compiler.frontend.dtypes import array_dtype, ir_dtype, out_of_int32, storage, type_name
+from nmc.compiler.frontend.ops import CONVERTERS, INTEGER_OUTPUTS, TYPED_OPS, supported_ops
 from nmc.compiler.ir.graph import Graph, TensorType
 from nmc.compiler.ir.verify import check_batch_axis
-
-_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
-
 
 def import_onnx(model: str | os.PathLike | onnx.ModelProto, batched: bool | None = None) -> Graph:
     """Read an ONNX model into the graph IR.
@@ -39,17 +36,19 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, batched: bool | None
         if vi.name in consts:
             continue
         elem = vi.type.tensor_type.elem_type
-        if elem not in _FLOAT_TYPES:
-            kind = onnx.TensorProto.DataType.Name(elem) if vi.type.HasField("tensor_type") else \
+        dtype = ir_dtype(elem) if vi.type.HasField("tensor_type") else None
+        if dtype is None:
+            kind = type_name(elem) if vi.type.HasField("tensor_type") else \
                 f"non-tensor type {vi.type.WhichOneof('value')}"
-            rejected[vi.name] = f"input {vi.name!r} of element type {kind}; nmc takes float inputs"
+            rejected[vi.name] = (f"input {vi.name!r} of element type {kind}; nmc takes float, integer "
+                                 "(held as int32) and boolean inputs")
             continue
         shape = tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
         if 0 in shape:
             rejected[vi.name] = f"input {vi.name!r} of zero-size shape {list(shape)}; nmc has no empty tensors"
             continue
         g.inputs.append(vi.name)
-        g.tensors[vi.name] = TensorType(shape)
+        g.tensors[vi.name] = TensorType(shape, dtype)
     alias: dict[str, str] = {}
     quantized: dict = {}  # integer outputs of QuantizeLinear, read only by DequantizeLinear
     for index, node in enumerate(proto.graph.node):
@@ -59,10 +58,14 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, batched: bool | None
                 f"node {node.name or f'#{index}'!r}: operator {node.op_type} (opset {opset}) is not supported; "
                 f"supported: {', '.join(sorted(supported))}")
         for out in node.output if node.op_type not in INTEGER_OUTPUTS else ():
-            if out and shapes.get(out, (None, None))[1] not in (None, 0, *_FLOAT_TYPES):
-                raise UnsupportedOpError(
-                    f"node {node.name or f'#{index}'!r} ({node.op_type}): output {out!r} has element type "
-                    f"{onnx.TensorProto.DataType.Name(shapes[out][1])}; nmc computes float tensors only")
+            elem = shapes.get(out, (None, 0))[1] if out else 0
+            dtype = ir_dtype(elem)
+            if dtype is None or (dtype != "f32" and node.op_type not in TYPED_OPS):
+                what = ("nmc computes float, integer (int32) and boolean tensors" if dtype is None else
+                        f"nmc computes {node.op_type} on float tensors; integer and boolean tensors: "
+                        f"{', '.join(sorted(TYPED_OPS))}")
+                raise UnsupportedOpError(f"node {node.name or f'#{index}'!r} ({node.op_type}): output {out!r} has "
+                                         f"element type {type_name(elem)}; {what}")
         convert(NodeContext(g, node, opset, consts, shapes, alias, index, rejected, quantized))
     for out in proto.graph.output:
         name = alias.get(out.name, out.name)
@@ -73,8 +76,12 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, batched: bool | None
         if name in rejected:
             raise ModelError(f"graph output {out.name!r} is the {rejected[name]}")
         if name not in g.tensors and name in consts:
-            g.constants[name] = np.ascontiguousarray(consts[name], dtype=np.float32)
-            g.tensors[name] = TensorType(tuple(consts[name].shape))
+            dtype = array_dtype(consts[name])
+            if dtype is None or out_of_int32(consts[name]):
+                raise UnsupportedOpError(f"graph output {out.name!r} is a constant of type {consts[name].dtype} "
+                                         "that nmc cannot hold (float, int32 and bool)")
+            g.constants[name] = storage(consts[name], dtype)
+            g.tensors[name] = TensorType(tuple(consts[name].shape), dtype)
         g.outputs.append(name)
     g.output_names = [o.name for o in proto.graph.output]
     if g.batched:

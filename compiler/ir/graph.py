@@ -15,10 +15,17 @@ from nmc.compiler.errors import CompileError
 from nmc.compiler.ir.ops import Op
 
 
+# Element types of IR tensors: activations are f32; index and mask tensors (token ids, positions,
+# attention masks and the comparisons that build them) are i32 or bool. Program buffers hold
+# f32 or i32; a bool tensor lives in an i32 buffer as 0/1 (``BUFFER_DTYPES``).
+TENSOR_DTYPES = ("f32", "i32", "bool")
+BUFFER_DTYPES = {"f32": "f32", "i32": "i32", "bool": "i32"}
+
+
 @dataclass(frozen=True)
 class TensorType:
     shape: tuple[int, ...]
-    dtype: str = "f32"
+    dtype: str = "f32"  # one of TENSOR_DTYPES
 
     @property
     def size(self) -> int:
@@ -135,6 +142,9 @@ class Graph:
 
     def shape(self, tensor: str) -> tuple[int, ...]:
         return self.tensors[tensor].shape
+
+    def dtype(self, tensor: str) -> str:
+        return self.tensors[tensor].dtype
 
     def __len__(self) -> int:
         return self.dag.number_of_nodes()

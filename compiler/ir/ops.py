@@ -53,7 +53,7 @@ class Pool:
 @dataclass(frozen=True)
 class Unary:
     """Element-wise function: relu, sigmoid, tanh, exp, log, sqrt, neg, abs, recip, erf,
-    gelu, gelu_tanh, floor, ceil, leaky (with ``alpha``)."""
+    gelu, gelu_tanh, floor, ceil, sign, softplus, leaky and elu (both with ``alpha``)."""
 
     fn: str
     alpha: float = 0.0
@@ -67,9 +67,42 @@ class Clip:
 
 @dataclass(frozen=True)
 class Binary:
-    """Element-wise add, sub, mul, div, pow, max or min with numpy broadcasting."""
+    """Element-wise add, sub, mul, div, pow, max, min, mod (the divisor's sign) or fmod (the
+    dividend's sign) with numpy broadcasting, in the operands' element type (f32 or i32)."""
 
     fn: str
+
+
+@dataclass(frozen=True)
+class Compare:
+    """Element-wise ``a <fn> b`` (eq, ne, lt, le, gt, ge) with numpy broadcasting: a bool
+    tensor (0/1). Not, And, Or of bools are ``eq 0``, ``min`` and ``max``."""
+
+    fn: str
+
+
+@dataclass(frozen=True)
+class Select:
+    """``y = where(cond, a, b)`` with numpy broadcasting; inputs ``(cond, a, b)``, cond bool."""
+
+
+@dataclass(frozen=True)
+class Cast:
+    """Element type conversion to ``to`` (f32, i32, bool): f32 → i32 truncates toward zero, to
+    bool is ``x != 0``, i32 → f32 is exact below 2^24."""
+
+    to: str
+
+
+@dataclass(frozen=True)
+class Gather:
+    """ONNX Gather with indices computed at run time: ``y = take(table, idx, axis)``, the shape
+    ``table.shape[:axis] + idx.shape + table.shape[axis + 1:]``; inputs ``(table, idx)``, idx
+    i32 (negative values count from the end; out of range is a run-time error). An embedding
+    lookup is a Gather of a constant table on axis 0: a digital memory read of the rows moved.
+    Gathers by constant indices are Slices and Reshapes (views)."""
+
+    axis: int
 
 
 @dataclass(frozen=True)
@@ -100,6 +133,13 @@ class Reshape:
 @dataclass(frozen=True)
 class Transpose:
     perm: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Expand:
+    """numpy broadcast of the input to the output's shape (ONNX Expand, and Tile and nearest
+    upsampling by whole factors after a Reshape): a copy through a view with stride 0 on the
+    repeated axes. The output may have more axes than the input (added in front)."""
 
 
 @dataclass(frozen=True)
@@ -175,8 +215,64 @@ class TreeEnsemble:
     aggregate: str = "SUM"   # "SUM" | "MIN" | "MAX"
 
 
+@dataclass(frozen=True)
+class LoopCarried:
+    """A value a ``Recurrence`` computes inside its time loop for a ``Dense`` of that loop (the
+    recurrent weights R, so they map onto crossbars like any Dense layer): ``role`` ``"h"`` is
+    direction ``direction``'s hidden state before the step, ``"rh"`` the reset-gated state r ⊙ h
+    of a GRU without linear_before_reset. No inputs, no code of its own: the recurrence writes
+    it each step, then runs the Dense nodes that read it."""
+
+    role: str        # "h" | "rh"
+    direction: int
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    """An ONNX LSTM, GRU or RNN (one layer; all directions) over ``steps`` time steps, with its
+    products by the weights done by Dense nodes: W for all steps before the loop, R inside it.
+
+    Inputs, in order: ``xw`` — X·Wᵀ plus the biases that add outside the gates' products, for
+    every step, ``[T, B, D·G·H]`` (layout 1: ``[B, T, D·G·H]``), each direction's gates in ONNX
+    order (LSTM iofc, GRU zrh); per direction the outputs of the Dense nodes reading its
+    ``LoopCarried`` state: h·Rᵀ ``[B, G·H]`` (a GRU without linear_before_reset: h·R_zrᵀ
+    ``[B, 2H]`` and (r ⊙ h)·R_hᵀ ``[B, H]``); then, as the flags say, initial_h and initial_c
+    ``[D, B, H]`` (layout 1: ``[B, D, H]``), the step mask ``[T, B]`` (layout 1: ``[B, T]``; 1
+    within sequence_lens, else 0) and the peepholes P ``[D, 3H]`` (iof).
+
+    Output: Y, Y_h and (LSTM) Y_c stacked along the time axis, ``[T + k, D, B, H]`` (layout 1:
+    ``[B, T + k, D, H]``), k = 2 for an LSTM, else 1; Slice nodes take the ONNX outputs apart.
+    ``activations`` holds per direction and cell function (LSTM f, g, h; GRU f, g; RNN f) a
+    lower-case name with its alpha and beta, as onnxruntime reads them.
+    """
+
+    cell: str                         # "LSTM" | "GRU" | "RNN"
+    hidden: int
+    steps: int
+    directions: tuple[str, ...]       # ("forward",), ("reverse",) or ("forward", "reverse")
+    activations: tuple[tuple[tuple[str, float, float], ...], ...]
+    clip: float | None = None
+    layout: int = 0
+    linear_before_reset: bool = False
+    input_forget: bool = False
+    has_initial_h: bool = False
+    has_initial_c: bool = False
+    has_mask: bool = False
+    has_peepholes: bool = False
+
+    @property
+    def gates(self) -> int:
+        return {"LSTM": 4, "GRU": 3, "RNN": 1}[self.cell]
+
+    @property
+    def stacked(self) -> int:
+        """Outputs stacked after Y along the time axis: Y_h, and Y_c for an LSTM."""
+        return 2 if self.cell == "LSTM" else 1
+
+
 NODE_MODES = ("LEAF", "BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ")
 
 
 Op = (Dense | MatMul | Conv | BatchNorm | Pool | Unary | Clip | Binary | Softmax | Reduce | ArgMax
-      | Reshape | Transpose | Concat | Slice | Pad | LayerNorm | FakeQuant | TreeEnsemble)
+      | Reshape | Expand | Transpose | Concat | Slice | Pad | LayerNorm | FakeQuant | TreeEnsemble | LoopCarried | Recurrence
+      | Compare | Select | Cast | Gather)

@@ -87,6 +87,8 @@ def _mixes_batch(g: Graph, node: Node) -> str:
         return "it slices the batch axis"
     if isinstance(op, ops.Pad) and (op.pads[0] or op.pads[len(op.pads) // 2]):
         return "it pads the batch axis"
+    if isinstance(op, ops.Recurrence) and op.layout == 0:
+        return "with layout 0 its axis 0 holds the time steps, which it runs in order"
     if isinstance(op, ops.MatMul) and not g.is_const(node.inputs[1]) and len(g.shape(node.inputs[1])) < 3:
         return "its right operand is a per-sample matrix of rank 2, so the batch axis is a matrix axis"
     return ""
@@ -119,8 +121,48 @@ def _check_op(g: Graph, node: Node, where: str) -> None:
             fail(f"zero points {list(op.zero_point)} outside [{op.qmin}, {op.qmax}]")
         if op.per_axis and g.shape(node.inputs[0])[op.axis] != len(op.scale):
             fail(f"{len(op.scale)} scales along axis {op.axis} of {list(g.shape(node.inputs[0]))}")
+    if isinstance(op, ops.Expand):
+        x, y = g.shape(node.inputs[0]), g.shape(node.outputs[0])
+        if len(x) > len(y) or any(a not in (1, b) for a, b in zip(x[::-1], y[::-1])):
+            fail(f"input {list(x)} does not broadcast to output {list(y)}")
+    if isinstance(op, ops.LoopCarried):
+        readers = g.consumers(node.outputs[0])
+        if node.inputs or not readers or any(not isinstance(r.op, ops.Dense) or r.inputs[0] != node.outputs[0]
+                                             for r in readers):
+            fail("a loop-carried state has no inputs and is read only by Dense nodes of its time loop")
+    if isinstance(op, ops.Recurrence):
+        _check_recurrence(g, node, op, fail)
     if len(node.outputs) != 1:
         fail("every IR node has exactly one output")
+
+
+def _check_recurrence(g: Graph, node: Node, op: ops.Recurrence, fail) -> None:
+    """Inputs as the flags say, shapes from steps, batch, directions and hidden size, and each
+    product by R computed by a Dense from a LoopCarried state of this recurrence's directions."""
+    nd, hidden, steps = len(op.directions), op.hidden, op.steps
+    per = 2 if op.cell == "GRU" and not op.linear_before_reset else 1
+    flags = op.has_initial_h + op.has_initial_c + op.has_mask + op.has_peepholes
+    if len(node.inputs) != 1 + nd * per + flags or len(op.activations) != nd:
+        fail(f"{len(node.inputs)} inputs and {len(op.activations)} activation sets do not fit {nd} direction(s)")
+    xw = g.shape(node.inputs[0])
+    if len(xw) != 3 or xw[op.layout] != steps or xw[2] != nd * op.gates * hidden:
+        fail(f"X·Wᵀ of shape {list(xw)} does not hold {steps} steps of {nd * op.gates * hidden} gate values")
+    batch = xw[1 - op.layout]
+    seen = set()
+    for product in node.inputs[1:1 + nd * per]:
+        dense = g.producer(product)
+        carried = g.producer(dense.inputs[0]) if dense is not None and isinstance(dense.op, ops.Dense) else None
+        if carried is None or not isinstance(carried.op, ops.LoopCarried) or carried.op.direction >= nd:
+            fail(f"recurrent product {product!r} is not a Dense of a loop-carried state")
+        seen.add((carried.op.direction, carried.op.role))
+        if g.shape(dense.inputs[0]) != (batch, hidden):
+            fail(f"state {dense.inputs[0]!r} is {list(g.shape(dense.inputs[0]))}, not [{batch}, {hidden}]")
+    roles = ("h", "rh") if per == 2 else ("h",)
+    if seen != {(d, r) for d in range(nd) for r in roles}:
+        fail(f"recurrent products read states {sorted(seen)}, not one per direction and role {roles}")
+    stacked = (steps + op.stacked, nd, batch, hidden) if op.layout == 0 else (batch, steps + op.stacked, nd, hidden)
+    if g.shape(node.outputs[0]) != stacked:
+        fail(f"stacked output {list(g.shape(node.outputs[0]))} is not {list(stacked)}")
 
 
 _UNITS = ("crossbar", "vector", "cam")

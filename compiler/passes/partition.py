@@ -14,7 +14,10 @@ _DIGITAL_REASONS = {
     ops.BatchNorm: "normalisation", ops.Unary: "element-wise function", ops.Clip: "element-wise function",
     ops.Binary: "element-wise arithmetic", ops.Reshape: "shape change (no data movement)",
     ops.Transpose: "data movement", ops.Concat: "data movement", ops.Slice: "data movement",
-    ops.Pad: "data movement", ops.ArgMax: "reduction", ops.FakeQuant: "fake quantisation (QDQ)",
+    ops.Pad: "data movement", ops.Expand: "data movement", ops.ArgMax: "reduction", ops.FakeQuant: "fake quantisation (QDQ)",
+    ops.Recurrence: "recurrent cell: gates and state update over the time steps (its products by W and R "
+                    "are Dense layers)",
+    ops.LoopCarried: "state of a recurrence, written in its time loop",
 }
 
 

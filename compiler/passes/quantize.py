@@ -10,7 +10,7 @@ from nmc.compiler.ir.graph import Graph, TensorType
 from nmc.compiler.ir.mapping import Quant, matrix_view
 from nmc.compiler.passes.base import Pass, crossbar_layers
 
-_NONNEGATIVE_FNS = {"relu", "sigmoid", "exp", "sqrt", "abs"}
+_NONNEGATIVE_FNS = {"relu", "sigmoid", "exp", "sqrt", "abs", "softplus"}
 
 
 def nonnegative(g: Graph, tensor: str) -> bool:
@@ -31,7 +31,7 @@ def nonnegative(g: Graph, tensor: str) -> bool:
         return True
     if isinstance(op, ops.FakeQuant):  # y >= (qmin - zp) * scale, and round(x / scale) >= 0 when x is
         return op.codes[0] >= 0 or nonnegative(g, node.inputs[0])
-    if isinstance(op, (ops.Reshape, ops.Transpose, ops.Slice, ops.Pool)):
+    if isinstance(op, (ops.Reshape, ops.Expand, ops.Transpose, ops.Slice, ops.Pool)):
         return nonnegative(g, node.inputs[0])
     if isinstance(op, ops.Reduce) and op.kind in ("max", "min", "mean", "sum"):
         return nonnegative(g, node.inputs[0])
@@ -51,7 +51,8 @@ def qdq_grid(g: Graph, tensor: str) -> ops.FakeQuant | None:
     op = node.op
     if isinstance(op, ops.FakeQuant):
         return op
-    if (isinstance(op, (ops.Reshape, ops.Transpose, ops.Slice)) or (isinstance(op, ops.Pool) and op.kind == "max")
+    if (isinstance(op, (ops.Reshape, ops.Expand, ops.Transpose, ops.Slice))
+            or (isinstance(op, ops.Pool) and op.kind == "max")
             or (isinstance(op, ops.Pad) and op.value == 0)):
         return qdq_grid(g, node.inputs[0])
     return None

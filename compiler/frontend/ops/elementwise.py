@@ -13,17 +13,91 @@ _UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "L
 _BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Pow": "pow"}
 
 
-@converter(*_UNARY)
+@converter(*_UNARY, limits="element-wise on float32")
 def unary(ctx: NodeContext) -> None:
     ctx.emit(ops.Unary(_UNARY[ctx.node.op_type]), [ctx.input(0)])
 
 
-@converter("LeakyRelu")
+@converter("Sign", limits="element-wise on float32 (the sign of NaN is NaN)")
+def sign(ctx: NodeContext) -> None:
+    ctx.emit(ops.Unary("sign"), [ctx.input(0)])
+
+
+@converter("Softplus", limits="computed as max(x, 0) + ln(1 + exp(-|x|)), exact for large |x|")
+def softplus(ctx: NodeContext) -> None:
+    ctx.emit(ops.Unary("softplus"), [ctx.input(0)])
+
+
+@converter("Mish", limits="x · tanh(softplus(x)): three element-wise steps")
+def mish(ctx: NodeContext) -> None:
+    x, shape = ctx.input(0), ctx.shape(0)
+    ctx.chain(x, [(ops.Unary("softplus"), shape, "softplus"), (ops.Unary("tanh"), shape, "tanh"),
+                  (ops.Binary("mul"), shape, "mish", [x, None])])
+
+
+@converter("Elu", limits="any alpha")
+def elu(ctx: NodeContext) -> None:
+    ctx.emit(ops.Unary("elu", float(ctx.attr("alpha", 1.0))), [ctx.input(0)])
+
+
+@converter("Selu", limits="any alpha and gamma: gamma · elu(x, alpha)")
+def selu(ctx: NodeContext) -> None:
+    alpha = float(ctx.attr("alpha", 1.67326319217681884765625))
+    gamma = float(ctx.attr("gamma", 1.05070102214813232421875))
+    shape = ctx.shape(0)
+    ctx.chain(ctx.input(0), [(ops.Unary("elu", alpha), shape, "elu"),
+                             (ops.Binary("mul"), shape, "selu", [None, ctx.add_const("gamma", np.float32(gamma))])])
+
+
+def _hard_sigmoid_steps(ctx: NodeContext, alpha: float, beta: float, shape) -> list[tuple]:
+    """clip(alpha · x + beta, 0, 1) as steps for ``ctx.chain``."""
+    return [(ops.Binary("mul"), shape, "alpha_x", [None, ctx.add_const("alpha", np.float32(alpha))]),
+            (ops.Binary("add"), shape, "plus_beta", [None, ctx.add_const("beta", np.float32(beta))]),
+            (ops.Clip(0.0, 1.0), shape, "hard_sigmoid")]
+
+
+@converter("HardSigmoid", limits="any alpha and beta: clip(alpha · x + beta, 0, 1)")
+def hard_sigmoid(ctx: NodeContext) -> None:
+    alpha, beta = float(ctx.attr("alpha", 0.2)), float(ctx.attr("beta", 0.5))
+    ctx.chain(ctx.input(0), _hard_sigmoid_steps(ctx, alpha, beta, ctx.shape(0)))
+
+
+@converter("HardSwish", limits="x · clip(x / 6 + 1/2, 0, 1)")
+def hard_swish(ctx: NodeContext) -> None:
+    x, shape = ctx.input(0), ctx.shape(0)
+    ctx.chain(x, _hard_sigmoid_steps(ctx, 1 / 6, 0.5, shape) + [(ops.Binary("mul"), shape, "hard_swish", [x, None])])
+
+
+@converter("PRelu", limits="slope constant or computed, broadcast to the input (opset < 7: per channel)")
+def prelu(ctx: NodeContext) -> None:
+    """A constant slope with one value is LeakyRelu; otherwise relu(x) + slope · min(x, 0)."""
+    x, shape = ctx.input(0), ctx.shape(0)
+    value = ctx.const(1)
+    if value is not None and np.asarray(value).size and np.all(np.asarray(value) == np.asarray(value).flat[0]):
+        return ctx.emit(ops.Unary("leaky", float(np.asarray(value).flat[0])), [x])
+    slope, slope_shape = ctx.input(1), ctx.shape(1)
+    if ctx.opset < 7 and len(slope_shape) == 1 and len(shape) > 2 and slope_shape[0] == shape[1] != 1:
+        per_channel = (shape[1],) + (1,) * (len(shape) - 2)  # legacy PRelu: one slope per channel
+        slope = (ctx.add_const("slope", ctx.g.constants[slope].reshape(per_channel)) if ctx.g.is_const(slope)
+                 else ctx.emit(ops.Reshape(), [slope], ctx.temp("slope"), per_channel))
+    try:
+        if tuple(np.broadcast_shapes(shape, ctx.g.shape(slope))) != tuple(shape):
+            raise ValueError
+    except ValueError:
+        raise ctx.fail(f"slope of shape {list(ctx.g.shape(slope))} does not broadcast to the input's "
+                       f"{list(shape)}") from None
+    positive = ctx.emit(ops.Unary("relu"), [x], ctx.temp("positive"), shape)
+    ctx.chain(x, [(ops.Binary("min"), shape, "negative", [None, ctx.add_const("zero", np.float32(0))]),
+                  (ops.Binary("mul"), shape, "scaled", [None, slope]),
+                  (ops.Binary("add"), shape, "prelu", [positive, None])])
+
+
+@converter("LeakyRelu", limits="any alpha")
 def leaky_relu(ctx: NodeContext) -> None:
     ctx.emit(ops.Unary("leaky", float(ctx.attr("alpha", 0.01))), [ctx.input(0)])
 
 
-@converter("Gelu")
+@converter("Gelu", limits="approximate none or tanh")
 def gelu(ctx: NodeContext) -> None:
     approximate = ctx.attr("approximate", "none")
     if approximate not in ("none", "tanh"):
@@ -31,7 +105,7 @@ def gelu(ctx: NodeContext) -> None:
     ctx.emit(ops.Unary("gelu" if approximate == "none" else "gelu_tanh"), [ctx.input(0)])
 
 
-@converter("Clip")
+@converter("Clip", limits="constant min and max")
 def clip(ctx: NodeContext) -> None:
     if ctx.opset < 11:
         lo, hi = ctx.attr("min", -np.inf), ctx.attr("max", np.inf)
@@ -42,7 +116,7 @@ def clip(ctx: NodeContext) -> None:
     ctx.emit(ops.Clip(float(lo), float(hi)), [ctx.input(0)])
 
 
-@converter(*_BINARY)
+@converter(*_BINARY, limits="float operands, numpy broadcasting (opset < 7: broadcast and axis)")
 def binary(ctx: NodeContext) -> None:
     b = ctx.input(1)
     rank, b_shape = len(ctx.shape(0)), ctx.shape(1)
@@ -58,7 +132,7 @@ def binary(ctx: NodeContext) -> None:
     ctx.emit(ops.Binary(_BINARY[ctx.node.op_type]), [ctx.input(0), b], shape=shape)
 
 
-@converter("Max", "Min", "Sum", "Mean")
+@converter("Max", "Min", "Sum", "Mean", limits="any number of inputs, broadcast together")
 def variadic(ctx: NodeContext) -> None:
     """Any number of inputs (broadcast together): a chain of binary ops, then /n for Mean."""
     fn = {"Max": "max", "Min": "min", "Sum": "add", "Mean": "add"}[ctx.node.op_type]
@@ -75,7 +149,7 @@ def variadic(ctx: NodeContext) -> None:
         ctx.alias(ctx.output, acc)
 
 
-@converter("Identity", integer_outputs=True)
+@converter("Identity", integer_outputs=True, limits="tensors (no optional or sequence types)")
 def identity(ctx: NodeContext) -> None:
     """An alias; an integer output only when it passes a tree classifier's label on (LightGBM's
     converter puts Identity nodes after the classifier)."""
@@ -94,11 +168,19 @@ def _is_class_label(ctx: NodeContext, tensor: str) -> bool:
     return producer is not None and producer.onnx_op in ("TreeEnsembleClassifier",)
 
 
-@converter("Dropout")
+@converter("Dropout", integer_outputs=True,
+           limits="inference only (training mode with ratio > 0 refused); a declared mask output must not be read")
 def dropout(ctx: NodeContext) -> None:
-    """Inference Dropout is the identity; training mode with a non-zero ratio is random."""
+    """Inference Dropout is the identity; training mode with a non-zero ratio is random. Exports
+    of SqueezeNet, VGG and others (opset 7-9) declare the mask output without reading it: it is
+    accepted and left uncomputed, and a node or graph output that reads it is refused."""
+    if ctx.out_elem_type(0) not in (0, *_FLOAT_ELEM_TYPES):
+        raise ctx.fail(f"output {ctx.output!r} has element type "
+                       f"{onnx.TensorProto.DataType.Name(ctx.out_elem_type(0))}; nmc computes float tensors only")
     if len(ctx.node.output) > 1 and ctx.node.output[1]:
-        raise ctx.fail("the mask output of Dropout is not supported")
+        ctx.unavailable(ctx.node.output[1], f"mask output {ctx.node.output[1]!r} of Dropout node {ctx.label!r}, "
+                                            "which nmc does not compute (inference Dropout passes its input "
+                                            "through; the mask is all ones): read the data output instead")
     training = ctx.optional_const(2, "training_mode") if ctx.opset >= 12 else None
     if training is not None and bool(np.asarray(training).reshape(-1)[0]):
         ratio = ctx.optional_const(1, "ratio")
@@ -107,7 +189,8 @@ def dropout(ctx: NodeContext) -> None:
     ctx.alias(ctx.output, ctx.input(0))
 
 
-@converter("Cast", integer_outputs=True)
+@converter("Cast", integer_outputs=True,
+           limits="to a float type (all computed as float32); a tree classifier's label to int64")
 def cast(ctx: NodeContext) -> None:
     to = ctx.attr("to")
     if to in (6, 7) and _is_class_label(ctx, ctx.input(0)):
@@ -118,7 +201,7 @@ def cast(ctx: NodeContext) -> None:
     ctx.alias(ctx.output, ctx.input(0))
 
 
-@converter("CastLike")
+@converter("CastLike", limits="to a float type (all computed as float32)")
 def cast_like(ctx: NodeContext) -> None:
     """Cast to the element type of input 1 (whose values are not read); the frontend has
     already rejected non-float results, and floats are all computed as float32."""

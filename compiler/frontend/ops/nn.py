@@ -9,7 +9,8 @@ from nmc.compiler.frontend.ops import converter
 from nmc.compiler.ir import ops
 
 
-@converter("Gemm")
+@converter("Gemm", unit="crossbar or vector",
+           limits="constant B: a crossbar layer (Dense); two activations: a vector matrix product")
 def gemm(ctx: NodeContext) -> None:
     alpha, beta = float(ctx.attr("alpha", 1.0)), float(ctx.attr("beta", 1.0))
     trans_a, trans_b = bool(ctx.attr("transA", 0)), bool(ctx.attr("transB", 0))
@@ -56,7 +57,8 @@ def gemm(ctx: NodeContext) -> None:
         ctx.emit(ops.Binary("add"), [y, ctx.add_const("bias", beta * np.asarray(c_value, np.float32))])
 
 
-@converter("MatMul")
+@converter("MatMul", unit="crossbar or vector",
+           limits="constant 2-D B: a crossbar layer (Dense); two activations: a vector matrix product (attention)")
 def matmul(ctx: NodeContext) -> None:
     a_shape, b_shape = ctx.shape(0), ctx.shape(1)
     b_value = ctx.const(1)
@@ -92,7 +94,8 @@ def _spatial_pads(ctx: NodeContext, in_spatial, kernel, strides, dilations) -> t
     raise ctx.fail(f"auto_pad={auto_pad!r}; supported: NOTSET, VALID, SAME_UPPER, SAME_LOWER")
 
 
-@converter("Conv")
+@converter("Conv", unit="crossbar",
+           limits="constant weight and bias; any rank, strides, pads, auto_pad, dilations, groups")
 def conv(ctx: NodeContext) -> None:
     x_shape = ctx.shape(0)
     weight = ctx.need_const(1, "the weight")
@@ -109,6 +112,90 @@ def conv(ctx: NodeContext) -> None:
         ctx.need_const(2, "the bias")
         inputs.append(ctx.input(2))
     ctx.emit(ops.Conv(kernel, strides, tuple(int(p) for p in pads), dilations, group), inputs)
+
+
+@converter("ConvTranspose", unit="crossbar",
+           limits="constant weight and bias; any rank, strides, pads, auto_pad, output_padding, output_shape, "
+                  "dilations, groups; a Conv over the zero-upsampled input (stride^rank times the reads)")
+def conv_transpose(ctx: NodeContext) -> None:
+    """A transposed convolution is a convolution, with stride 1, of the input upsampled with
+    zeros (stride − 1 between neighbours), padded by dilation · (kernel − 1) less the node's pads
+    (output_padding more at the end), with the kernel flipped and its in/out channels swapped
+    per group. It stays a Conv, so partition and tile-mapping put it on crossbars like any
+    other; the price is the zeros, which the crossbar reads too. Pads follow onnxruntime (with
+    output_shape: total padding split with the extra at the start, SAME_UPPER at the end)."""
+    x_shape = ctx.shape(0)
+    weight = np.asarray(ctx.need_const(1, "the weight"), np.float32)
+    if len(x_shape) < 3:
+        raise ctx.fail("ConvTranspose needs an input of rank 3 or more (N, C, spatial...)")
+    rank = len(x_shape) - 2
+    spatial = x_shape[2:]
+    group = int(ctx.attr("group", 1))
+    kernel = tuple(int(k) for k in weight.shape[2:])
+    if tuple(ctx.attr("kernel_shape", kernel)) != kernel:
+        raise ctx.fail(f"kernel_shape {list(ctx.attr('kernel_shape'))} differs from the weight's {list(kernel)}")
+    if weight.ndim != rank + 2 or x_shape[1] != weight.shape[0] or x_shape[1] % group:
+        raise ctx.fail(f"weight of shape {list(weight.shape)} does not fit an input of shape {list(x_shape)} "
+                       f"with group={group}")
+    strides = tuple(int(v) for v in ctx.attr("strides", [1] * rank))
+    dilations = tuple(int(v) for v in ctx.attr("dilations", [1] * rank))
+    extra = tuple(int(v) for v in ctx.attr("output_padding", [0] * rank))
+    if not len(strides) == len(dilations) == len(extra) == rank:
+        raise ctx.fail(f"strides, dilations and output_padding need {rank} values each")
+    full = [s * (n - 1) + e + (k - 1) * d + 1 for s, n, e, k, d in zip(strides, spatial, extra, kernel, dilations)]
+    auto_pad = ctx.attr("auto_pad", "NOTSET") or "NOTSET"
+    if auto_pad not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        raise ctx.fail(f"auto_pad={auto_pad!r}; supported: NOTSET, VALID, SAME_UPPER, SAME_LOWER")
+    wanted = ctx.attr("output_shape")
+    if wanted is None and auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        wanted = [n * s for n, s in zip(spatial, strides)]
+    if wanted is not None:
+        wanted = [int(v) for v in wanted][-rank:]
+        totals = [f - w for f, w in zip(full, wanted)]
+        if auto_pad == "SAME_UPPER":
+            begins, ends = [t // 2 for t in totals], [t - t // 2 for t in totals]
+        else:
+            begins, ends = [t - t // 2 for t in totals], [t // 2 for t in totals]
+    elif auto_pad == "VALID":
+        begins, ends = [0] * rank, [0] * rank
+    else:
+        pads = [int(v) for v in ctx.attr("pads", [0] * (2 * rank))]
+        if len(pads) != 2 * rank:
+            raise ctx.fail(f"pads has {len(pads)} values, expected {2 * rank}")
+        begins, ends = pads[:rank], pads[rank:]
+    # the equivalent convolution's padding of the input upsampled to n · s (s − 1 zeros after each element)
+    conv_begin = [d * (k - 1) - b for d, k, b in zip(dilations, kernel, begins)]
+    conv_end = [d * (k - 1) - e + x - (s - 1) for d, k, e, x, s in zip(dilations, kernel, ends, extra, strides)]
+    steps = []
+    n, c = x_shape[:2]
+    upsampled = [n_ * s for n_, s in zip(spatial, strides)]
+    if any(s > 1 for s in strides):
+        pairs = (n, c) + tuple(d for n_, s in zip(spatial, strides) for d in ((n_, 1) if s > 1 else (n_,)))
+        gaps = tuple(d for s in strides for d in ((0, s - 1) if s > 1 else (0,)))
+        padded = (n, c) + tuple(d for n_, s in zip(spatial, strides) for d in ((n_, s) if s > 1 else (n_,)))
+        steps += [(ops.Reshape(), pairs, "pairs"), (ops.Pad((0,) * len(pairs) + (0, 0) + gaps, 0.0), padded, "gaps"),
+                  (ops.Reshape(), (n, c) + tuple(upsampled), "upsampled")]
+    crop_begin, crop_end = [max(0, -p) for p in conv_begin], [max(0, -p) for p in conv_end]
+    if any(crop_begin) or any(crop_end):
+        cropped = tuple(u - b - e for u, b, e in zip(upsampled, crop_begin, crop_end))
+        if min(cropped) < 1:
+            raise ctx.fail(f"pads {begins + ends} leave no output")
+        steps.append((ops.Slice((0, 0) + tuple(crop_begin), (1,) * (rank + 2)), (n, c) + cropped, "cropped"))
+    in_group, out_group = weight.shape[0] // group, weight.shape[1]
+    flipped = weight.reshape((group, in_group, out_group) + kernel).swapaxes(1, 2)
+    flipped = flipped[(slice(None),) * 3 + (slice(None, None, -1),) * rank]
+    flipped = flipped.reshape((group * out_group, in_group) + kernel)
+    inputs = [None, ctx.add_const("weight", np.ascontiguousarray(flipped))]
+    if ctx.has_input(2):
+        ctx.need_const(2, "the bias")
+        inputs.append(ctx.input(2))
+    pads = tuple(max(0, p) for p in conv_begin) + tuple(max(0, p) for p in conv_end)
+    out = ctx.out_shape()
+    if list(out[2:]) != [f - b - e for f, b, e in zip(full, begins, ends)]:
+        raise ctx.fail(f"pads {begins + ends} give an output of {[f - b - e for f, b, e in zip(full, begins, ends)]}, "
+                       f"but shape inference says {list(out[2:])}")
+    steps.append((ops.Conv(kernel, (1,) * rank, pads, dilations, group), out, "conv", inputs))
+    ctx.chain(ctx.input(0), steps)
 
 
 def _pool(ctx: NodeContext, kind: str) -> None:
@@ -136,24 +223,24 @@ def _pool(ctx: NodeContext, kind: str) -> None:
                       bool(ctx.attr("count_include_pad", 0)), tuple(pads)), [ctx.input(0)])
 
 
-@converter("MaxPool")
+@converter("MaxPool", limits="no Indices output; ceil_mode unless the last window starts in the padding")
 def max_pool(ctx: NodeContext) -> None:
     _pool(ctx, "max")
 
 
-@converter("AveragePool")
+@converter("AveragePool", limits="count_include_pad; ceil_mode unless the last window starts in the padding")
 def average_pool(ctx: NodeContext) -> None:
     _pool(ctx, "avg")
 
 
-@converter("GlobalAveragePool", "GlobalMaxPool")
+@converter("GlobalAveragePool", "GlobalMaxPool", limits="any rank")
 def global_pool(ctx: NodeContext) -> None:
     rank = len(ctx.shape(0))
     kind = "mean" if ctx.node.op_type == "GlobalAveragePool" else "max"
     ctx.emit(ops.Reduce(kind, tuple(range(2, rank)), True), [ctx.input(0)])
 
 
-@converter("Softmax")
+@converter("Softmax", limits="any axis (opset < 13: the trailing axes from axis)")
 def softmax(ctx: NodeContext) -> None:
     rank = len(ctx.shape(0))
     if ctx.opset < 13:
@@ -162,6 +249,24 @@ def softmax(ctx: NodeContext) -> None:
     else:
         axes = (norm_axis(int(ctx.attr("axis", -1)), rank, ctx),)
     ctx.emit(ops.Softmax(axes), [ctx.input(0)])
+
+
+@converter("LogSoftmax", limits="any axis (opset < 13: the trailing axes from axis); x − m − ln Σ exp(x − m)")
+def log_softmax(ctx: NodeContext) -> None:
+    """x − m − ln Σ exp(x − m) with m the maximum over the axes: no overflow, and exact where
+    softmax would underflow to 0."""
+    shape = ctx.shape(0)
+    rank = len(shape)
+    if ctx.opset < 13:
+        axes = tuple(range(norm_axis(int(ctx.attr("axis", 1)), rank, ctx), rank))
+    else:
+        axes = (norm_axis(int(ctx.attr("axis", -1)), rank, ctx),)
+    kept = tuple(1 if a in axes else d for a, d in enumerate(shape))
+    peak = ctx.emit(ops.Reduce("max", axes, True), [ctx.input(0)], ctx.temp("max"), kept)
+    shifted = ctx.emit(ops.Binary("sub"), [ctx.input(0), peak], ctx.temp("shifted"), shape)
+    ctx.chain(shifted, [(ops.Unary("exp"), shape, "exp"), (ops.Reduce("sum", axes, True), kept, "sum_exp"),
+                        (ops.Unary("log"), kept, "log_sum_exp"),
+                        (ops.Binary("sub"), shape, "log_softmax", [shifted, None])])
 
 
 def pool_divisors(in_spatial, op: ops.Pool, out_spatial) -> np.ndarray:

@@ -66,7 +66,9 @@ def qdq_params(ctx: NodeContext, elem_type: int, shape: tuple[int, ...]) -> ops.
                          qmin, qmax, axis)
 
 
-@converter("QuantizeLinear", integer_outputs=True)
+@converter("QuantizeLinear", integer_outputs=True,
+           limits="read only by a DequantizeLinear with the same parameters (fake quantisation); int2-16, uint2-16; "
+                  "per tensor or per axis")
 def quantize_linear(ctx: NodeContext) -> None:
     """Records the integer output; the DequantizeLinear that reads it emits the node."""
     source = ctx.input(0)
@@ -78,7 +80,7 @@ def quantize_linear(ctx: NodeContext) -> None:
     ctx.quantized[ctx.output] = Quantized(ctx.label, source, shape, elem_type, qdq_params(ctx, elem_type, shape))
 
 
-@converter("DequantizeLinear")
+@converter("DequantizeLinear", limits="of constant integers (folded) or of a QuantizeLinear with the same parameters")
 def dequantize_linear(ctx: NodeContext) -> None:
     quantized = ctx.quantized.get(ctx.node.input[0])
     if quantized is None:  # constant integers were folded by the loader; these come from outside

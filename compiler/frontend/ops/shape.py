@@ -8,7 +8,7 @@ from nmc.compiler.frontend.ops import converter
 from nmc.compiler.ir import ops
 
 
-@converter("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+@converter("Reshape", "Flatten", "Squeeze", "Unsqueeze", limits="constant shape or axes; no data movement")
 def reshape(ctx: NodeContext) -> None:
     """All four keep the data order: one IR Reshape with the inferred output shape."""
     if ctx.has_input(1):  # Reshape's shape (opset 5+), Squeeze/Unsqueeze axes (opset 13+)
@@ -19,7 +19,7 @@ def reshape(ctx: NodeContext) -> None:
     ctx.emit(ops.Reshape(), [ctx.input(0)])
 
 
-@converter("Transpose")
+@converter("Transpose", limits="any permutation (batched models: the batch axis stays first)")
 def transpose(ctx: NodeContext) -> None:
     rank = len(ctx.shape(0))
     perm = tuple(int(p) for p in ctx.attr("perm", list(range(rank))[::-1]))
@@ -28,7 +28,7 @@ def transpose(ctx: NodeContext) -> None:
     ctx.emit(ops.Transpose(perm), [ctx.input(0)])
 
 
-@converter("Concat")
+@converter("Concat", limits="any axis but a batched model's batch axis; empty inputs dropped")
 def concat(ctx: NodeContext) -> None:
     rank = len(ctx.out_shape())
     axis = norm_axis(int(ctx.attr("axis")), rank, ctx)
@@ -52,7 +52,7 @@ def _slice_axis(start: int, end: int, step: int, dim: int) -> tuple[int, int]:
     return start, len(range(start, end, step))
 
 
-@converter("Slice")
+@converter("Slice", limits="constant starts, ends, axes, steps (negative steps too); no empty results")
 def slice_(ctx: NodeContext) -> None:
     shape = ctx.shape(0)
     rank = len(shape)
@@ -78,7 +78,7 @@ def slice_(ctx: NodeContext) -> None:
     ctx.emit(ops.Slice(tuple(full_starts), tuple(full_steps)), [ctx.input(0)], shape=tuple(out))
 
 
-@converter("Split")
+@converter("Split", limits="constant split sizes, or equal parts")
 def split(ctx: NodeContext) -> None:
     """One IR Slice per output."""
     shape = ctx.shape(0)
@@ -104,7 +104,7 @@ def split(ctx: NodeContext) -> None:
         start += size
 
 
-@converter("Pad")
+@converter("Pad", limits="constant mode with constant pads (non-negative) and value")
 def pad(ctx: NodeContext) -> None:
     mode = ctx.attr("mode", "constant")
     if mode != "constant":
@@ -126,3 +126,39 @@ def pad(ctx: NodeContext) -> None:
     if any(p < 0 for p in pads):
         raise ctx.fail("negative pads (cropping) are not supported")
     ctx.emit(ops.Pad(tuple(int(p) for p in pads), value), [ctx.input(0)])
+
+
+@converter("Expand", limits="constant shape; a copy through a broadcast view")
+def expand(ctx: NodeContext) -> None:
+    ctx.need_const(1, "the shape")
+    out, shape = ctx.out_shape(), ctx.shape(0)
+    if out == shape:
+        return ctx.alias(ctx.output, ctx.input(0))
+    ctx.emit(ops.Expand(), [ctx.input(0)])
+
+
+@converter("Tile", opsets="6+", limits="constant repeats; a copy through a broadcast view")
+def tile(ctx: NodeContext) -> None:
+    """x regarded with a new axis of size 1 before each repeated axis (or that axis itself when
+    its size is 1), broadcast to the repeats, and regarded as the output: one copy."""
+    if ctx.opset < 6:
+        raise ctx.fail("Tile before opset 6 (tiles and axis inputs) is not supported; supported: opset 6+ (repeats)")
+    shape = ctx.shape(0)
+    repeats = [int(r) for r in np.asarray(ctx.need_const(1, "repeats")).reshape(-1)]
+    if len(repeats) != len(shape) or min(repeats, default=1) < 1:
+        raise ctx.fail(f"repeats {repeats} must be {len(shape)} positive values, one per axis of {list(shape)}")
+    inserted, broadcast = [], []
+    for size, times in zip(shape, repeats):
+        if times > 1 and size > 1:
+            inserted += [1, size]
+            broadcast += [times, size]
+        else:
+            inserted.append(size)
+            broadcast.append(size * times)
+    out = tuple(s * r for s, r in zip(shape, repeats))
+    steps = [] if tuple(inserted) == tuple(shape) else [(ops.Reshape(), inserted, "inserted")]
+    if broadcast != inserted:
+        steps.append((ops.Expand(), broadcast, "repeated"))
+    if tuple(broadcast) != out:
+        steps.append((ops.Reshape(), out, "tiled"))
+    ctx.chain(ctx.input(0), steps)

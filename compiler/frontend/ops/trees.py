@@ -7,12 +7,15 @@ the label. Each step below follows onnxruntime's ``tree_ensemble_aggregator.h`` 
 ``ml_common.h`` (``write_scores``), so outputs agree with onnxruntime, not only with the spec.
 
 Labels are int64 in ONNX; nmc computes float32 tensors, so a label output holds the integer
-label values as float32 (exact below 2^24). Models with string labels are refused.
+label values as float32 (exact below 2^24). Models with string labels are refused, and so are
+ensembles reading a double tensor: the program would round it to float32, which moves values
+across splits (a model's own Cast to float32 is its rounding, and compiles). Double thresholds
+(``*_as_tensor``) with float32 inputs become float32 thresholds that compare the same.
 """
 from __future__ import annotations
 
 import numpy as np
-from onnx import numpy_helper
+from onnx import TensorProto, numpy_helper
 
 from nmc.compiler.frontend.context import NodeContext
 from nmc.compiler.frontend.ops import converter
@@ -301,6 +304,13 @@ def _softmax_zero(b: _Builder, scores: str, output: str | None) -> str:
 
 
 def _rows(ctx: NodeContext) -> tuple[str, int, int]:
+    if ctx.in_elem_type(0) == TensorProto.DOUBLE:
+        # a double input reaches the program as float32 (its port), and rounding moves values
+        # across splits: 1.2 <= 1.2, but float32(1.2) = 1.2000000477 > 1.2
+        raise ctx.fail(f"input {ctx.node.input[0]!r} is double, and nmc's programs take float32 inputs: rounding a "
+                       "double to float32 can move it across a split (x = 1.2 at 'x <= 1.2' becomes "
+                       "1.2000000477 > 1.2) and silently change the leaf; export the ensemble for float32 "
+                       "inputs (float thresholds), or cast its input to float32 in the model")
     x = ctx.input(0)
     shape = ctx.g.shape(x)
     if len(shape) != 2 or shape[0] != 1:
@@ -362,7 +372,8 @@ def _regression(ctx: NodeContext, b: _Builder, x: str, tables, n_targets: int, a
     _transform(b, scores, transform, ctx.output)
 
 
-@converter("TreeEnsembleRegressor")
+@converter("TreeEnsembleRegressor", unit="CAM",
+           limits="every node mode, missing values, SUM/AVERAGE/MIN/MAX, every post_transform; float32 inputs")
 def tree_ensemble_regressor(ctx: NodeContext) -> None:
     b = _Builder(ctx)
     x, _, _ = _rows(ctx)
@@ -379,7 +390,8 @@ def tree_ensemble_regressor(ctx: NodeContext) -> None:
     _regression(ctx, b, x, tree_tables(ctx, "target", n_targets), n_targets, aggregate, _post_transform(ctx), base)
 
 
-@converter("TreeEnsemble")
+@converter("TreeEnsemble", unit="CAM",
+           limits="every node mode (BRANCH_MEMBER as chains of BRANCH_EQ), aggregates, transforms; float32 inputs")
 def tree_ensemble(ctx: NodeContext) -> None:
     """ai.onnx.ml opset 5: a regressor without base values; onnxruntime turns it into the older
     form (BRANCH_MEMBER as chains of BRANCH_EQ) and aggregates it the same way."""
@@ -399,7 +411,8 @@ def tree_ensemble(ctx: NodeContext) -> None:
                 V5_TRANSFORMS[transform], np.zeros(0, np.float32))
 
 
-@converter("TreeEnsembleClassifier", integer_outputs=True)
+@converter("TreeEnsembleClassifier", integer_outputs=True, unit="CAM",
+           limits="integer class labels (as float32), every node mode and post_transform; float32 inputs")
 def tree_ensemble_classifier(ctx: NodeContext) -> None:
     b = _Builder(ctx)
     x, rows, _ = _rows(ctx)
@@ -505,7 +518,7 @@ class _Lazy:
         return self.name
 
 
-@converter("Scaler")
+@converter("Scaler", limits="any offset and scale")
 def scaler(ctx: NodeContext) -> None:
     """``y = (x − offset) · scale`` on a vector unit."""
     b = _Builder(ctx)
@@ -517,7 +530,7 @@ def scaler(ctx: NodeContext) -> None:
     b.node(ops.Binary("mul"), [shifted, b.const("scale", scale)], shape, output=ctx.output)
 
 
-@converter("ZipMap")
+@converter("ZipMap", limits="the probability matrix itself, columns in label order (no sequence of maps)")
 def zipmap(ctx: NodeContext) -> None:
     """ONNX returns a sequence of maps {label: probability}; nmc returns the probability matrix
     itself, its columns in the order of the classifier's labels."""
