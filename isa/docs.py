@@ -68,7 +68,7 @@ def render_reference() -> str:
     for unit in units:
         lines += ["", f"### {UNITS.get(unit, unit)} (`{unit}`)"]
         for spec in (s for s in OPCODES.values() if s.unit == unit):
-            types = (", ".join(f"{k} {t or 'any'}" for k, t in zip(spec.operands, spec.dtypes))
+            types = (", ".join(f"{k} {'(one shared type)' if t == '=' else t or 'any'}" for k, t in zip(spec.operands, spec.dtypes))
                      if spec.dtypes is not None else "all views of one element type")
             lines += ["", f"#### {spec.name}", "", _usage(spec) + f" — {_text(spec.summary)}.", "",
                       f"Semantics: {_text(spec.semantics)}.", "",

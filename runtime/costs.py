@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from nmc.backends.target import CrossbarCores, Target
 from nmc.backends.tile_arithmetic import TileArithmetic
 from nmc.isa.errors import NmcError
-from nmc.isa.instructions import BINARY_OPS, Instr, Loop
+from nmc.isa.instructions import BINARY_OPS, COMPARE_OPS, Instr, Loop
 from nmc.isa.program import Program
 from nmc.isa.views import View
 
@@ -118,7 +118,9 @@ class CostModel:
         else:
             work = views[0].size
             per = c.vector_op_pj if kind == "vector" else c.vector_mul_pj
-            if ins.opcode in BINARY_OPS and any(self.p.dtype_of(v.buffer) == "i32" for v in views):
+            operands = views[1:] if ins.opcode in COMPARE_OPS else views[:1] if ins.opcode == "select" else views
+            if ins.opcode in BINARY_OPS + COMPARE_OPS + ("select",) and any(
+                    self.p.dtype_of(v.buffer) == "i32" for v in operands):
                 per = c.vector_int_op_pj
             energy = work * per
         slow = c.vector_special_cycles if kind == "vector_special" else 1
@@ -126,6 +128,15 @@ class CostModel:
         cost.busy[Unit("vector", core)] = cost.cycles
         cost.energy["vector"] = energy
         cost.energy["buffer"] = sum(self.bits(v) for v in views) * c.buffer_pj_per_bit
+
+    def _gather(self, ins: Instr, core: int, cost: Cost) -> None:
+        """A table lookup is a digital memory read of the rows moved (and of the indices): the
+        bits through the buffer port, each read from the table and written to dst."""
+        c, (dst, _table, idx) = self.c, ins.views()
+        bits = self.bits(dst) + self.bits(idx)
+        cost.cycles = math.ceil(bits / 8 / c.buffer_bytes_per_cycle)
+        cost.busy[Unit("buffer", core)] = cost.cycles
+        cost.energy["buffer"] = (2 * self.bits(dst) + self.bits(idx)) * c.buffer_pj_per_bit
 
     def _scheduled(self, ins: Instr, core: int, cost: Cost) -> None:
         """send, recv and sync: charged by the core timelines."""
@@ -218,4 +229,5 @@ class CostModel:
 PRICES = {"dma": CostModel._dma, "vector": CostModel._vector, "vector_mul": CostModel._vector,
           "vector_special": CostModel._vector, "reduce": CostModel._vector, "mvm": CostModel._vector,
           "matmul": CostModel._vector, "cenc": CostModel._vector, "xmvm": CostModel._xmvm,
-          "cam_search": CostModel._cam, "cam_leaf": CostModel._cam, "scheduled": CostModel._scheduled}
+          "cam_search": CostModel._cam, "cam_leaf": CostModel._cam, "scheduled": CostModel._scheduled,
+          "gather": CostModel._gather}

@@ -80,7 +80,12 @@ BINARY = {
     "pow": np.power,
     "max": np.maximum,
     "min": np.minimum,
+    "mod": np.mod,
+    "fmod": np.fmod,
 }
+
+COMPARE = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal, "gt": np.greater,
+           "ge": np.greater_equal}
 
 
 def reduce(opcode: str, src: np.ndarray, n_axes: int) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from nmc.isa.errors import NmcError
-from nmc.isa.instructions import BINARY_OPS, REDUCE_OPS, UNARY_OPS, Instr, Loop, exchanges_messages
+from nmc.isa.instructions import BINARY_OPS, COMPARE_OPS, REDUCE_OPS, UNARY_OPS, Instr, Loop, exchanges_messages
 from nmc.backends.tile_arithmetic import quantise
 from nmc.backends.devices import device_model
 from nmc.backends.target import Target, load_target, preset_names
@@ -103,6 +103,13 @@ class Machine:
     def operand(self, op, iters):
         if isinstance(op, Imm):
             return np.float32(op.value)
+        return self.view(op, iters)
+
+    def typed_operand(self, op, iters, like: View):
+        """A view, or an immediate in the element type of the view ``like``."""
+        if isinstance(op, Imm):
+            return self.mem[like.buffer].dtype.type(op.value) if like.buffer in self.mem else \
+                self.consts[like.buffer].dtype.type(op.value)
         return self.view(op, iters)
 
     def weight(self, w: WeightRef, iters: tuple[_Iter, ...]) -> np.ndarray:
@@ -264,6 +271,48 @@ def _clip(m: Machine, op, ops, iters):
     m.view(ops[0], iters)[...] = np.minimum(np.maximum(x, np.float32(ops[2].value)), np.float32(ops[3].value))
 
 
+def _compare(m: Machine, op, ops, iters):
+    m.view(ops[0], iters)[...] = kernels.COMPARE[op](m.view(ops[1], iters), m.typed_operand(ops[2], iters, ops[1]))
+
+
+def _select(m: Machine, op, ops, iters):
+    dst = m.view(ops[0], iters)
+    dst[...] = np.where(m.view(ops[1], iters) != 0, m.typed_operand(ops[2], iters, ops[0]),
+                        m.typed_operand(ops[3], iters, ops[0]))
+
+
+def _cast(m: Machine, op, ops, iters):
+    dst, src = m.view(ops[0], iters), m.view(ops[1], iters)
+    if dst.dtype.kind == "i" and src.dtype.kind == "f":
+        whole = np.trunc(src)
+        bad = ~np.isfinite(whole) | (whole < np.iinfo(np.int32).min) | (whole > np.iinfo(np.int32).max)
+        if bad.any():
+            raise SimulationError(f"cast of {ops[1].buffer} to i32: value {src[bad].flat[0]} is beyond int32")
+        dst[...] = whole
+    else:
+        dst[...] = src
+
+
+def _gather(m: Machine, op, ops, iters):
+    """Rows of the table at the indices, per sample (and loop iteration); ONNX bounds rules."""
+    dst_v, table_v, idx_v = ops
+    table, idx = m.view(table_v, iters), m.view(idx_v, iters).astype(np.int64)
+    rows = table_v.shape[0]
+    if idx.size and (idx.min() < -rows or idx.max() >= rows):
+        bad = idx[(idx < -rows) | (idx >= rows)].flat[0]
+        raise SimulationError(f"gather from {table_v.buffer}: index {bad} is outside -{rows}..{rows - 1}")
+    idx = np.where(idx < 0, idx + rows, idx)
+    lead = 1 + len(iters)
+    if table_v.buffer not in m.mem and not table_v.offset.terms:  # a constant table: one copy for the batch
+        out = table[(0,) * lead][idx.reshape(-1)]
+    else:
+        flat_table = table.reshape((-1,) + table.shape[lead:])           # [B·iters, R, ...]
+        flat_idx = idx.reshape(flat_table.shape[0], -1)                   # [B·iters, M]
+        out = flat_table[np.arange(flat_table.shape[0])[:, None], flat_idx]  # [B·iters, M, ...]
+    dst = m.view(dst_v, iters)
+    dst[...] = out.reshape(dst.shape)
+
+
 def _scheduled(m: Machine, op, ops, iters):
     raise SimulationError(f"{op} is run by the core streams, not inside a block")
 
@@ -285,6 +334,8 @@ KERNELS = {
     "cleafmin": lambda m, op, ops, iters: m._cleaf_extreme(op, ops, iters),
     "cleafmax": lambda m, op, ops, iters: m._cleaf_extreme(op, ops, iters),
     "leaky": _leaky, "elu": _elu, "clip": _clip,
+    **{name: _compare for name in COMPARE_OPS},
+    "select": _select, "cast": _cast, "gather": _gather,
     "send": _scheduled, "recv": _scheduled, "sync": _scheduled,
 }
 
@@ -356,7 +407,7 @@ def execute(program: Program, inputs: dict[str, np.ndarray], target: Target | No
     machine = Machine(program, batch, target, options,
                       progress and (lambda done, _total, note: progress(done, total, note)))
     for port in program.inputs:
-        machine.mem[port.buffer][...] = np.asarray(inputs[port.name], dtype=np.float32).reshape(batch, -1)
+        machine.mem[port.buffer][...] = port_array(port, inputs[port.name]).reshape(batch, -1)
     mail: dict = {}
     syncs = {core: 0 for core in program.cores}
     progress_count = [0, 0]  # top-level statements run, statements run at any depth
@@ -383,6 +434,25 @@ def execute(program: Program, inputs: dict[str, np.ndarray], target: Target | No
         arr = machine.mem[port.buffer]
         outputs[port.name] = arr.reshape((batch,) + port.shape) if program.batched else arr.reshape(port.shape)
     return outputs
+
+
+def port_array(port, value) -> np.ndarray:
+    """The user's array in the port's element type: float32, or int32 for an integer or boolean
+    port (booleans as 0/1), refusing values that are not whole numbers within int32."""
+    arr = np.asarray(value)
+    if port.dtype != "i32":
+        return arr.astype(np.float32)
+    if arr.dtype.kind == "b":
+        return arr.astype(np.int32)
+    if arr.dtype.kind not in "iuf":
+        raise SimulationError(f"input {port.name!r} is an integer port; got an array of {arr.dtype}")
+    if arr.dtype.kind == "f" and arr.size and not np.all(np.isfinite(arr) & (arr == np.trunc(arr))):
+        raise SimulationError(f"input {port.name!r} is an integer port; got {arr.dtype} values that are not whole")
+    info = np.iinfo(np.int32)
+    if arr.size and (arr.min() < info.min or arr.max() > info.max):
+        raise SimulationError(f"input {port.name!r} holds values in [{arr.min()}, {arr.max()}], beyond the int32 "
+                              f"range [{info.min}, {info.max}] nmc computes integers in")
+    return arr.astype(np.int32)
 
 
 def _own_target(program: Program) -> Target:

@@ -71,7 +71,7 @@ class Emitter:
         return name
 
     def add_port(self, kind: str, name: str, shape: tuple[int, ...], buffer: str) -> None:
-        port = Port(name, buffer, "f32", tuple(shape))
+        port = Port(name, buffer, self.program.buffers[buffer].dtype, tuple(shape))
         (self.program.inputs if kind == "input" else self.program.outputs).append(port)
 
     def begin_layer(self, name: str, op: str) -> None:

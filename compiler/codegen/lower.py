@@ -14,7 +14,7 @@ from nmc.compiler.codegen.emitter import Emitter, affine, strides_of, view, weig
 from nmc.compiler.errors import CompileError
 from nmc.compiler.frontend.ops.nn import pool_divisors
 from nmc.compiler.ir import ops
-from nmc.compiler.ir.graph import Graph, Node
+from nmc.compiler.ir.graph import BUFFER_DTYPES, Graph, Node
 from nmc.isa.program import Program
 
 _REDUCE_OPCODE = {"sum": "rsum", "mean": "rmean", "max": "rmax", "min": "rmin"}
@@ -32,10 +32,11 @@ class Lowering:
         """Where tensor ``t`` lives: a local buffer (allocated on first use) or a constant."""
         if t in self.e.location:
             return self.e.location[t]
+        dtype = BUFFER_DTYPES[self.g.dtype(t)]
         if self.g.is_const(t):
-            loc = (self.e.constant(self.g.constants[t], key=t), 0)
+            loc = (self.e.constant(self.g.constants[t], key=t, dtype=dtype), 0)
         else:
-            loc = (self.e.buffer(self.g.tensors[t].size), 0)
+            loc = (self.e.buffer(self.g.tensors[t].size, dtype=dtype), 0)
         self.e.location[t] = loc
         return loc
 
@@ -383,6 +384,45 @@ class Lowering:
         interior = view(yb, yo + sum(p * st for p, st in zip(op.pads[:rank], ostr)), zip(shape, ostr))
         self.e.emit("mov", interior, self.dense(x))
 
+    # ------------------------------------------------------------------ index and mask tensors
+    def lower_compare(self, node: Node, op: ops.Compare) -> None:
+        a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
+        out = self.shape(y)
+        self.e.emit(op.fn, self.dense(y), self.broadcast(a, out), self.scalar_or(b, out))
+
+    def lower_select(self, node: Node, op: ops.Select) -> None:
+        cond, a, b = node.inputs
+        y = node.outputs[0]
+        out = self.shape(y)
+        self.e.emit("select", self.dense(y), self.broadcast(cond, out), self.scalar_or(a, out), self.scalar_or(b, out))
+
+    def lower_cast(self, node: Node, op: ops.Cast) -> None:
+        """To bool: ``ne x, 0``; between f32 and i32: ``cast``; within one buffer type: the same storage."""
+        x, y = node.inputs[0], node.outputs[0]
+        if op.to == "bool" and self.g.dtype(x) != "bool":
+            self.e.emit("ne", self.dense(y), self.dense(x), 0.0)
+        elif BUFFER_DTYPES[op.to] == BUFFER_DTYPES[self.g.dtype(x)]:
+            self.e.location[y] = self.place(x)
+        else:
+            self.e.emit("cast", self.dense(y), self.dense(x))
+
+    def lower_gather(self, node: Node, op: ops.Gather) -> None:
+        """One ``gather``: the table viewed with the gathered axis first, dst viewed in the same
+        order (the index axes, then the table's other axes) over the output's C-ordered storage."""
+        table, idx, y = node.inputs[0], node.inputs[1], node.outputs[0]
+        shape, ishape, axis = self.shape(table), self.shape(idx), op.axis
+        tstr, ostr = strides_of(shape), strides_of(self.shape(y))
+        others = [k for k in range(len(shape)) if k != axis]
+        tb, to = self.place(table)
+        table_view = view(tb, to, [(shape[axis], tstr[axis])] + [(shape[k], tstr[k]) for k in others])
+        out_axis = {k: k if k < axis else k - 1 + len(ishape) for k in others}
+        index_dims = [(ishape[j], ostr[axis + j]) for j in range(len(ishape))] or [(1, 0)]
+        yb, yo = self.place(y)
+        dst = view(yb, yo, index_dims + [(shape[k], ostr[out_axis[k]]) for k in others])
+        ib, io = self.place(idx)
+        idx_view = view(ib, io, list(zip(ishape, strides_of(ishape))) or [(1, 1)])
+        self.e.emit("gather", dst, table_view, idx_view)
+
 
 def generate(g: Graph, target: Target) -> Program:
     """Emit the program: digital work on the target's vector core, crossbar and CAM layers on
@@ -392,7 +432,7 @@ def generate(g: Graph, target: Target) -> Program:
     low = Lowering(g, e, target.vector_core)
     for t in g.inputs:
         size = g.tensors[t].size
-        port_buffer = e.buffer(size, "global", prefix="in")
+        port_buffer = e.buffer(size, "global", prefix="in", dtype=BUFFER_DTYPES[g.dtype(t)])
         shape = g.shape(t)[1:] if g.batched else g.shape(t)
         e.add_port("input", t, shape, port_buffer)
         e.emit("load", low.dense(t, (size,)), view(port_buffer, 0, [(size, 1)]))
@@ -402,7 +442,7 @@ def generate(g: Graph, target: Target) -> Program:
     e.layer = -1
     for t, name in zip(g.outputs, g.port_names()):
         size = g.tensors[t].size
-        port_buffer = e.buffer(size, "global", prefix="out")
+        port_buffer = e.buffer(size, "global", prefix="out", dtype=BUFFER_DTYPES[g.dtype(t)])
         shape = g.shape(t)[1:] if g.batched else g.shape(t)
         e.add_port("output", name, shape, port_buffer)
         e.emit("store", view(port_buffer, 0, [(size, 1)]), low.dense(t, (size,)))

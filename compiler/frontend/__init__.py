@@ -11,7 +11,8 @@ from nmc.compiler.frontend.loader import check_domains, detect_batched, fix_batc
 from nmc.compiler.frontend.dtypes import array_dtype, ir_dtype, out_of_int32, storage, type_name
 from nmc.compiler.frontend.ops import CONVERTERS, INTEGER_OUTPUTS, TYPED_OPS, supported_ops
 from nmc.compiler.ir.graph import Graph, TensorType
-from nmc.compiler.ir.verify import check_batch_axis
+from nmc.compiler.ir.batch import BATCH_PROBE
+from nmc.compiler.ir.verify import BatchAxisError, check_batch_axis
 
 def import_onnx(model: str | os.PathLike | onnx.ModelProto, batched: bool | None = None) -> Graph:
     """Read an ONNX model into the graph IR.
@@ -20,7 +21,7 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, batched: bool | None
     dimension. A batched graph computes one sample (leading axis 1); the runtime repeats it
     over any batch size.
     """
-    proto = read_model(model)
+    original = proto = read_model(model)
     if batched is None:
         batched = detect_batched(proto)
     proto = fix_batch(proto, batched)
@@ -85,8 +86,22 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, batched: bool | None
         g.outputs.append(name)
     g.output_names = [o.name for o in proto.graph.output]
     if g.batched:
-        check_batch_axis(g)
+        try:
+            check_batch_axis(g)
+        except BatchAxisError:
+            g.batch_shapes = _probe_shapes(original)
+            check_batch_axis(g)
     return g
+
+
+def _probe_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """The model's tensor shapes at batch size ``BATCH_PROBE``, to follow a batch axis that its
+    operations move (``compiler/ir/batch.py``); empty when the model does not fold at that size."""
+    try:
+        _, _, shapes = fold_constants(fix_batch(model, True, size=BATCH_PROBE))
+    except ModelError:
+        return {}
+    return {name: tuple(shape) for name, (shape, _) in shapes.items() if shape is not None}
 
 
 __all__ = ["import_onnx", "supported_ops"]

@@ -63,8 +63,9 @@ def detect_batched(model: onnx.ModelProto) -> bool:
     return bool(inputs) and all(free)
 
 
-def fix_batch(model: onnx.ModelProto, batched: bool) -> onnx.ModelProto:
-    """A copy with the leading input dimension set to 1 (batched) and stale shapes dropped."""
+def fix_batch(model: onnx.ModelProto, batched: bool, size: int = 1) -> onnx.ModelProto:
+    """A copy with the leading input dimension set to ``size`` (batched; 1 but to see where the
+    batch goes, ``compiler/ir/batch.py``) and stale shapes dropped."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     for vi in real_inputs(m):
@@ -72,7 +73,7 @@ def fix_batch(model: onnx.ModelProto, batched: bool) -> onnx.ModelProto:
         for i, d in enumerate(dims):
             if not d.HasField("dim_value"):
                 if batched and i == 0:
-                    d.dim_value = 1
+                    d.dim_value = size
                 else:
                     raise ModelError(f"input {vi.name!r}: dimension {i} is symbolic; give it a size")
     del m.graph.value_info[:]

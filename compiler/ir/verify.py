@@ -61,7 +61,21 @@ class BatchAxisError(CompileError):
 
 def check_batch_axis(g: Graph, where: str = "") -> None:
     """In a batched graph every activation keeps the batch as its leading axis of size 1 and no
-    operation acts across it, so running the graph per sample is exact."""
+    operation acts across it, so running the graph per sample is exact. A graph whose operations
+    move the batch axis is followed axis by axis instead when the frontend recorded the model's
+    shapes at a second batch size (``g.batch_shapes``, ``compiler/ir/batch.py``)."""
+    try:
+        _check_batch_leading(g, where)
+    except BatchAxisError:
+        if not g.batch_shapes:
+            raise
+        from nmc.compiler.ir.batch import batch_axes
+
+        batch_axes(g, g.batch_shapes, lambda node, why: BatchAxisError(f"{node.describe()}: {why}{where}; "
+                                                                        f"{_BATCH_HINT}"))
+
+
+def _check_batch_leading(g: Graph, where: str = "") -> None:
     for t, ty in g.tensors.items():
         if t not in g.constants and (not ty.shape or ty.shape[0] != 1):
             raise BatchAxisError(f"activation {t!r} of shape {list(ty.shape)} lost its leading batch axis"
@@ -89,6 +103,8 @@ def _mixes_batch(g: Graph, node: Node) -> str:
         return "it pads the batch axis"
     if isinstance(op, ops.Recurrence) and op.layout == 0:
         return "with layout 0 its axis 0 holds the time steps, which it runs in order"
+    if isinstance(op, ops.Gather) and op.axis == 0 and not g.is_const(node.inputs[0]):
+        return "it gathers along the batch axis"
     if isinstance(op, ops.MatMul) and not g.is_const(node.inputs[1]) and len(g.shape(node.inputs[1])) < 3:
         return "its right operand is a per-sample matrix of rank 2, so the batch axis is a matrix axis"
     return ""
@@ -100,6 +116,15 @@ def _check_op(g: Graph, node: Node, where: str) -> None:
     def fail(msg: str):
         raise VerifyError(f"{node.describe()}: {msg}{where}")
 
+    if isinstance(op, ops.Gather) and g.tensors[node.inputs[1]].dtype != "i32":
+        fail(f"indices {node.inputs[1]!r} are {g.tensors[node.inputs[1]].dtype}, not i32")
+    if isinstance(op, ops.Select) and g.tensors[node.inputs[0]].dtype != "bool":
+        fail(f"condition {node.inputs[0]!r} is {g.tensors[node.inputs[0]].dtype}, not bool")
+    if isinstance(op, (ops.Compare, ops.Cast, ops.Select, ops.Gather)):
+        want = "bool" if isinstance(op, ops.Compare) else op.to if isinstance(op, ops.Cast) else None
+        got = g.tensors[node.outputs[0]].dtype
+        if want is not None and got != want:
+            fail(f"output {node.outputs[0]!r} is {got}, expected {want}")
     if isinstance(op, (ops.Dense, ops.Conv, ops.BatchNorm, ops.LayerNorm)):
         for t in node.inputs[1:]:
             if not g.is_const(t):

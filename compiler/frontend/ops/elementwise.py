@@ -116,7 +116,8 @@ def clip(ctx: NodeContext) -> None:
     ctx.emit(ops.Clip(float(lo), float(hi)), [ctx.input(0)])
 
 
-@converter(*_BINARY, limits="float operands, numpy broadcasting (opset < 7: broadcast and axis)")
+@converter(*_BINARY, typed=True,
+           limits="float or integer operands, numpy broadcasting (opset < 7: broadcast and axis)")
 def binary(ctx: NodeContext) -> None:
     b = ctx.input(1)
     rank, b_shape = len(ctx.shape(0)), ctx.shape(1)
@@ -129,10 +130,24 @@ def binary(ctx: NodeContext) -> None:
             b = ctx.emit(ops.Reshape(), [b], ctx.temp("aligned"), aligned)
     # the shape from the IR operands: ONNX infers none after ai.onnx.ml ops (LightGBM's Mul by one)
     shape = tuple(np.broadcast_shapes(ctx.shape(0), ctx.g.shape(b)))
-    ctx.emit(ops.Binary(_BINARY[ctx.node.op_type]), [ctx.input(0), b], shape=shape)
+    a = ctx.input(0)
+    if ctx.node.op_type == "Pow" and ctx.g.dtype(a) != ctx.g.dtype(b):
+        return _mixed_pow(ctx, a, b, shape)
+    ctx.emit(ops.Binary(_BINARY[ctx.node.op_type]), [a, b], shape=shape)
 
 
-@converter("Max", "Min", "Sum", "Mean", limits="any number of inputs, broadcast together")
+def _mixed_pow(ctx: NodeContext, a: str, b: str, shape) -> None:
+    """Pow's exponent may have another type than its base: both as f32, then the base's type."""
+    as_float = [t if ctx.g.dtype(t) == "f32" else
+                ctx.emit(ops.Cast("f32"), [t], ctx.temp("as_f32"), ctx.g.shape(t), "f32") for t in (a, b)]
+    if ctx.g.dtype(a) == "f32":
+        ctx.emit(ops.Binary("pow"), as_float, shape=shape, dtype="f32")
+        return
+    power = ctx.emit(ops.Binary("pow"), as_float, ctx.temp("pow"), shape, "f32")
+    ctx.emit(ops.Cast(ctx.g.dtype(a)), [power], shape=shape, dtype=ctx.g.dtype(a))
+
+
+@converter("Max", "Min", "Sum", "Mean", typed=True, limits="any number of inputs, broadcast together")
 def variadic(ctx: NodeContext) -> None:
     """Any number of inputs (broadcast together): a chain of binary ops, then /n for Mean."""
     fn = {"Max": "max", "Min": "min", "Sum": "add", "Mean": "add"}[ctx.node.op_type]
@@ -151,11 +166,8 @@ def variadic(ctx: NodeContext) -> None:
 
 @converter("Identity", integer_outputs=True, limits="tensors (no optional or sequence types)")
 def identity(ctx: NodeContext) -> None:
-    """An alias; an integer output only when it passes a tree classifier's label on (LightGBM's
-    converter puts Identity nodes after the classifier)."""
-    if ctx.out_elem_type() not in (0, *_FLOAT_ELEM_TYPES) and not _is_class_label(ctx, ctx.input(0)):
-        raise ctx.fail(f"output {ctx.output!r} has element type {onnx.TensorProto.DataType.Name(ctx.out_elem_type())}; "
-                       "nmc computes float tensors only")
+    """An alias, of any element type (LightGBM's converter puts Identity nodes after a tree
+    classifier's label, a float32 tensor holding integers)."""
     ctx.alias(ctx.output, ctx.input(0))
 
 
@@ -190,15 +202,16 @@ def dropout(ctx: NodeContext) -> None:
 
 
 @converter("Cast", integer_outputs=True,
-           limits="to a float type (all computed as float32); a tree classifier's label to int64")
+           limits="between float (all computed as float32), integer (int32) and bool; float to integer "
+                  "truncates toward zero; a tree classifier's label to int64 stays float32")
 def cast(ctx: NodeContext) -> None:
+    from nmc.compiler.frontend.ops.indexing import cast_typed
+
     to = ctx.attr("to")
     if to in (6, 7) and _is_class_label(ctx, ctx.input(0)):
         ctx.alias(ctx.output, ctx.input(0))  # a class label: integer values, held as float32
         return
-    if to not in _FLOAT_ELEM_TYPES:
-        raise ctx.fail(f"Cast to type {to} is not supported; nmc computes in float32")
-    ctx.alias(ctx.output, ctx.input(0))
+    cast_typed(ctx, to)
 
 
 @converter("CastLike", limits="to a float type (all computed as float32)")

@@ -105,7 +105,8 @@ def _step_mask(ctx: NodeContext, steps: int, batch: int, layout: int) -> str | N
     return ctx.emit(ops.Clip(0.0, 1.0), [left], _temp(ctx, "mask"), shape)
 
 
-@converter("LSTM", "GRU", "RNN")
+@converter("LSTM", "GRU", "RNN", unit="crossbar",
+           limits="W, R on crossbars, gates on the vector unit; forward/reverse/bidirectional; initial states; sequence_lens; layout 0 needs a fixed batch")
 def recurrent(ctx: NodeContext) -> None:
     cell = ctx.node.op_type
     gates = _CELLS[cell][0]

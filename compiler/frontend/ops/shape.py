@@ -8,7 +8,7 @@ from nmc.compiler.frontend.ops import converter
 from nmc.compiler.ir import ops
 
 
-@converter("Reshape", "Flatten", "Squeeze", "Unsqueeze", limits="constant shape or axes; no data movement")
+@converter("Reshape", "Flatten", "Squeeze", "Unsqueeze", typed=True, limits="constant shape or axes; no data movement")
 def reshape(ctx: NodeContext) -> None:
     """All four keep the data order: one IR Reshape with the inferred output shape."""
     if ctx.has_input(1):  # Reshape's shape (opset 5+), Squeeze/Unsqueeze axes (opset 13+)
@@ -19,7 +19,7 @@ def reshape(ctx: NodeContext) -> None:
     ctx.emit(ops.Reshape(), [ctx.input(0)])
 
 
-@converter("Transpose", limits="any permutation (batched models: the batch axis stays first)")
+@converter("Transpose", typed=True, limits="any permutation (batched models: the batch axis stays first)")
 def transpose(ctx: NodeContext) -> None:
     rank = len(ctx.shape(0))
     perm = tuple(int(p) for p in ctx.attr("perm", list(range(rank))[::-1]))
@@ -28,7 +28,7 @@ def transpose(ctx: NodeContext) -> None:
     ctx.emit(ops.Transpose(perm), [ctx.input(0)])
 
 
-@converter("Concat", limits="any axis but a batched model's batch axis; empty inputs dropped")
+@converter("Concat", typed=True, limits="any axis but a batched model's batch axis; empty inputs dropped")
 def concat(ctx: NodeContext) -> None:
     rank = len(ctx.out_shape())
     axis = norm_axis(int(ctx.attr("axis")), rank, ctx)
@@ -52,7 +52,7 @@ def _slice_axis(start: int, end: int, step: int, dim: int) -> tuple[int, int]:
     return start, len(range(start, end, step))
 
 
-@converter("Slice", limits="constant starts, ends, axes, steps (negative steps too); no empty results")
+@converter("Slice", typed=True, limits="constant starts, ends, axes, steps (negative steps too); no empty results")
 def slice_(ctx: NodeContext) -> None:
     shape = ctx.shape(0)
     rank = len(shape)
@@ -78,7 +78,7 @@ def slice_(ctx: NodeContext) -> None:
     ctx.emit(ops.Slice(tuple(full_starts), tuple(full_steps)), [ctx.input(0)], shape=tuple(out))
 
 
-@converter("Split", limits="constant split sizes, or equal parts")
+@converter("Split", typed=True, limits="constant split sizes, or equal parts")
 def split(ctx: NodeContext) -> None:
     """One IR Slice per output."""
     shape = ctx.shape(0)
@@ -128,7 +128,7 @@ def pad(ctx: NodeContext) -> None:
     ctx.emit(ops.Pad(tuple(int(p) for p in pads), value), [ctx.input(0)])
 
 
-@converter("Expand", limits="constant shape; a copy through a broadcast view")
+@converter("Expand", typed=True, limits="constant shape; a copy through a broadcast view")
 def expand(ctx: NodeContext) -> None:
     ctx.need_const(1, "the shape")
     out, shape = ctx.out_shape(), ctx.shape(0)
@@ -137,7 +137,7 @@ def expand(ctx: NodeContext) -> None:
     ctx.emit(ops.Expand(), [ctx.input(0)])
 
 
-@converter("Tile", opsets="6+", limits="constant repeats; a copy through a broadcast view")
+@converter("Tile", typed=True, opsets="6+", limits="constant repeats; a copy through a broadcast view")
 def tile(ctx: NodeContext) -> None:
     """x regarded with a new axis of size 1 before each repeated axis (or that axis itself when
     its size is 1), broadcast to the repeats, and regarded as the output: one copy."""
