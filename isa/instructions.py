@@ -158,9 +158,10 @@ for _s in (
           "columns (cells) the features occupy (features no row tests take none). All R rows are searched at once; dst is f32 [R]. With "
           "device noise the programmed bounds deviate from lo and hi", shape="csearch", cost="cam_search",
           dtypes="f32 i32 i32 i32 i32 *"),
-    _spec("cleaf", "dst src src imm", "cam", "read the leaves of matched rows and accumulate them",
-          "dst[t] = sum over rows r with match[r] = 1 of leaves[r, t]: the match-line resolver reads each "
-          "matched row's leaf from leaf memory and the reduction network adds them per target; operands "
+    _spec("cleaf", "dst src src imm", "cam", "read the leaves of matched rows and add them onto dst",
+          "dst[t] += leaves[r, t] for each row r with match[r] = 1, one row after another in row order (float32; "
+          "rows in tree order add the trees in order, as onnxruntime does): the match-line resolver reads each "
+          "matched row's leaf from leaf memory and the adder accumulates them per target; operands "
           "match (f32 [R]) and leaves (f32 [R, T] constant); dst f32 [T]. The immediate is the number of "
           "matches a search yields without device errors (the trees with rows in this block), for timing",
           shape="cleaf", cost="cam_leaf", dtypes="f32 f32 f32 *"),

@@ -250,10 +250,16 @@ def _argmax(m: Machine, op, ops, iters):
 
 
 def _cleaf(m: Machine, op, ops, iters):
+    """dst += the leaves of the matched rows, added one row after another in row (tree) order in
+    float32: onnxruntime's order on one thread, so sums that tie round the same way."""
     match = m.view(ops[1], iters)
     leaves = m.view(ops[2], ())[0]
     dst = m.view(ops[0], iters)
-    dst[...] = (match.reshape(-1, match.shape[-1]) @ leaves).reshape(dst.shape)
+    lines = match.reshape(-1, match.shape[-1])
+    total = np.array(dst, dtype=np.float32).reshape(lines.shape[0], -1)
+    for row in np.flatnonzero(lines.any(axis=0)):
+        total += lines[:, row: row + 1] * leaves[row]
+    dst[...] = total.reshape(dst.shape)
 
 
 def _leaky(m: Machine, op, ops, iters):

@@ -57,6 +57,11 @@ NODE_TESTS = {
     "TreeEnsembleClassifier": "ai_onnx_ml_tree_ensemble_classifier", "TreeEnsembleRegressor":
     "ai_onnx_ml_tree_ensemble_regressor", "TreeEnsemble": "ai_onnx_ml_tree_ensemble(?!_classifier|_regressor)",
     "Scaler": "ai_onnx_ml_scaler", "ZipMap": "ai_onnx_ml_zipmap",
+    # ops/ml.py: ONNX ships node tests for ArrayFeatureExtractor and Binarizer only;
+    # tests/test_ml_ops.py checks all of them against onnxruntime
+    "ArrayFeatureExtractor": "ai_onnx_ml_array_feature_extractor", "Binarizer": "ai_onnx_ml_binarizer",
+    "LinearClassifier": "ai_onnx_ml_linear_classifier", "LinearRegressor": "ai_onnx_ml_linear_regressor",
+    "Normalizer": "ai_onnx_ml_normalizer",
 }
 
 _INTEGERS = "u?int(2|4|8|16|32|64)"

@@ -3,7 +3,9 @@
 On the vector core (the target's vector core) the input is threshold-coded (``cenc``) and sent to the first core
 of every row block. Each CAM core searches its rows (``csearch``: one match line per
 root-to-leaf path), reads the leaves of the matched rows from leaf memory and adds them per
-target (``cleaf``), and sends the partial sums back; the vector core adds the blocks' partial sums.
+target (``cleaf``, which adds onto dst row after row). Under SUM the running sum passes from block to
+block in row order, which is tree order (block 0 starts from 0, the last sends it to the vector core),
+so the trees add one after another in float32 as onnxruntime adds them on one thread.
 Averaging, base values and the post transform follow as ordinary digital nodes. For the MIN /
 MAX aggregates the reduction network compares instead of adding (``cleafmin`` / ``cleafmax``), a
 second ``cleaf`` counts the matched leaves that have a value per target, and the vector core writes 0
@@ -50,7 +52,7 @@ class CamLowering:
             e.emit("send", CoreRef(block.core), codes_v)
         # 2. search and leaf accumulation on each CAM core
         lo, hi, leaves = (g.constants[n] for n in (cam.lo, cam.hi, cam.leaves))
-        for block in cam.blocks:
+        for index, block in enumerate(cam.blocks):
             e.core = block.core
             rows = slice(block.row, block.row + block.rows)
             local = e.buffer(features, dtype="i32")
@@ -64,26 +66,35 @@ class CamLowering:
             e.emit("csearch", view(match, 0, [(block.rows, 1)]), view(lo_c, 0, bounds), view(hi_c, 0, bounds),
                    view(levels_c, 0, [(features, 1)]), view(local, 0, [(features, 1)]), float(cam.columns))
             leaf_v = view(leaf_c, 0, [(block.rows, targets), (targets, 1)])
-            e.emit(extreme or "cleaf", view(part, 0, [(targets, 1)]), view(match, 0, [(block.rows, 1)]), leaf_v,
-                   float(block.trees))
-            e.emit("send", CoreRef(self.low.vector_core), view(part, 0, [(targets, 1)]))
+            part_v = view(part, 0, [(targets, 1)])
+            if not extreme:
+                # SUM: the running sum passes from block to block in row (tree) order, each block
+                # adding its leaves one after another, as onnxruntime adds the trees in order
+                if index == 0:
+                    e.emit("fill", part_v, 0.0)
+                else:
+                    e.emit("recv", part_v, CoreRef(cam.blocks[index - 1].core))
+                e.emit("cleaf", part_v, view(match, 0, [(block.rows, 1)]), leaf_v, float(block.trees))
+                last = index == len(cam.blocks) - 1
+                e.emit("send", CoreRef(self.low.vector_core if last else cam.blocks[index + 1].core), part_v)
+                continue
+            e.emit(extreme, part_v, view(match, 0, [(block.rows, 1)]), leaf_v, float(block.trees))
+            e.emit("send", CoreRef(self.low.vector_core), part_v)
             if extreme:  # and how many matched leaves have a value per target (has_score)
                 has_c = e.constant((~np.isnan(leaves[rows])).astype(np.float32))
+                e.emit("fill", part_v, 0.0)
                 e.emit("cleaf", view(part, 0, [(targets, 1)]), view(match, 0, [(block.rows, 1)]),
                        view(has_c, 0, [(block.rows, targets), (targets, 1)]), float(block.trees))
                 e.emit("send", CoreRef(self.low.vector_core), view(part, 0, [(targets, 1)]))
-        # 3. the blocks' partial sums added on the vector core
+        # 3. the vector core takes the sum from the last block, or combines the blocks' extremes
         e.core = self.low.vector_core
         yb, yo = self.low.place(y)
         out = view(yb, yo, [(targets, 1)])
+        if not extreme:
+            e.emit("recv", out, CoreRef(cam.blocks[-1].core))
+            return
         back = e.buffer(targets)
         back_v = view(back, 0, [(targets, 1)])
-        if not extreme:
-            e.emit("fill", out, 0.0)
-            for block in cam.blocks:
-                e.emit("recv", back_v, CoreRef(block.core))
-                e.emit("add", out, out, back_v)
-            return
         # MIN/MAX: the extreme of the blocks' extremes, then 0 where no matched leaf has a value
         # (count 0): out * clip(count, 0, 1) is exact, as the empty extreme is a finite float32
         largest = float(np.finfo(np.float32).max)

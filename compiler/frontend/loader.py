@@ -101,6 +101,36 @@ def _evaluate(node: onnx.NodeProto, values: list[np.ndarray], opsets) -> list[np
 
 
 def _shapes(model: onnx.ModelProto) -> dict[str, tuple]:
+    out = _inferred_shapes(model)
+    seeded = None
+    for _ in range(len(model.graph.node)):  # ONNX-ML outputs ONNX's inference leaves open (ops/ml.py)
+        added = _ml_output_shapes(model, out)
+        if not added:
+            break
+        if seeded is None:
+            seeded = onnx.ModelProto()
+            seeded.CopyFrom(model)
+        seeded.graph.value_info.extend(added)
+        out = _inferred_shapes(seeded)
+    return out
+
+
+def _ml_output_shapes(model: onnx.ModelProto, shapes: dict[str, tuple]) -> list[onnx.ValueInfoProto]:
+    from nmc.compiler.frontend.ops.ml import output_shapes
+
+    known = {i.name: (tuple(i.dims), i.data_type) for i in model.graph.initializer}
+    known.update({name: value for name, value in shapes.items() if value[0] is not None})
+    added = []
+    for node in model.graph.node:
+        if node.domain != "ai.onnx.ml":
+            continue
+        for name, computed in zip(node.output, output_shapes(node, known)):
+            if name and computed is not None and shapes.get(name, (None,))[0] is None:
+                added.append(helper.make_tensor_value_info(name, computed[1], list(computed[0])))
+    return added
+
+
+def _inferred_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
     try:
         inferred = shape_inference.infer_shapes(model, data_prop=True)
     except Exception as e:

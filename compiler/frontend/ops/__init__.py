@@ -49,4 +49,4 @@ def supported_ops() -> list[str]:
 
 def _load() -> None:
     from nmc.compiler.frontend.ops import (  # noqa: F401  (registration)
-        einsum, elementwise, indexing, nn, norm, quant, recurrent, resize, shape, trees)
+        einsum, elementwise, indexing, ml, nn, norm, quant, recurrent, resize, shape, trees)

@@ -21,7 +21,8 @@ from nmc.compiler.frontend.context import NodeContext
 from nmc.compiler.frontend.ops import converter
 from nmc.compiler.ir import ops
 
-ML_OPS = ("TreeEnsembleClassifier", "TreeEnsembleRegressor", "TreeEnsemble", "Scaler", "ZipMap")
+ML_OPS = ("TreeEnsembleClassifier", "TreeEnsembleRegressor", "TreeEnsemble", "Scaler", "ZipMap",
+          "LinearClassifier", "LinearRegressor", "ArrayFeatureExtractor", "Normalizer", "Binarizer")  # + ops/ml.py
 TRANSFORMS = ("NONE", "SOFTMAX", "LOGISTIC", "SOFTMAX_ZERO", "PROBIT")
 AGGREGATES = ("SUM", "AVERAGE", "MIN", "MAX")
 # TreeEnsemble (ai.onnx.ml opset 5) numbers its enums. post_transform as onnxruntime reads it
