@@ -36,11 +36,12 @@ class Programmed:
 @dataclass(frozen=True)
 class Switches:
     """The target's on/off switches of each effect (``[device] programming_noise``, ``drift``,
-    ``read_noise``); a model honours them itself."""
+    ``read_noise``, ``stuck_at``); a model honours them itself, each independently of the others."""
 
     programming_noise: bool = True
     drift: bool = True
     read_noise: bool = True
+    stuck_at: bool = True
 
 
 class RunConditions(Protocol):
@@ -75,7 +76,8 @@ class DeviceModel(ABC):
         params = {f.name for f in dataclasses.fields(cls) if f.init}
         given = {key: getattr(device, key) for key in DEVICE_PARAMETERS
                  if key in params and getattr(device, key) is not None}
-        return cls(**given, switches=Switches(device.programming_noise, device.drift, device.read_noise))
+        return cls(**given, switches=Switches(device.programming_noise, device.drift, device.read_noise,
+                                              device.stuck_at))
 
     @abstractmethod
     def program(self, g_target: np.ndarray, rng: np.random.Generator,
@@ -264,8 +266,9 @@ class RRAM(DeviceModel):
     ``ReRamWan2022NoiseModel``) at the fitted time nearest the run's, a finite number of
     conductance levels, stuck-at faults, relative read noise. The spread grows with the time
     since programming (time-dependent) but conductances do not drift on average.
-    Switching programming noise off also removes the stuck-at faults (cells get their level
-    exactly); whether faults should stay is left to a separate decision."""
+    Stuck-at faults have their own switch (``stuck_at``): with programming noise off, healthy
+    cells get their level exactly and stuck cells stay stuck. The spread is drawn either way
+    (and discarded when off), so a seed sticks the same cells with and without it."""
 
     g_max: float = 40.0            # µS, the fit's range (Wan 2022)
     g_min: float = 0.0
@@ -288,15 +291,20 @@ class RRAM(DeviceModel):
 
     def program(self, g_target: np.ndarray, rng: np.random.Generator,
                 options: RunConditions | None = None) -> Programmed:
-        """Snap to a level, add σ(g, t)·ξ (t = the run's time, at least 1 s), then stuck cells."""
+        """Snap to a level, add σ(g, t)·ξ (t = the run's time, at least 1 s), then stuck cells;
+        each step only when its switch is on."""
         g = self.quantize(g_target)
-        if not self.switches.programming_noise:
+        sticks = self.switches.stuck_at and self.stuck_on_rate + self.stuck_off_rate > 0
+        if not (self.switches.programming_noise or sticks):
             return Programmed(g)
         t = max(options.time, 1.0) if options is not None else 1.0
-        g = np.clip(g + self.sigma(g, t) * rng.standard_normal(g.shape), 0.0, None)
+        spread = self.sigma(g, t) * rng.standard_normal(g.shape)  # drawn either way: same stuck cells per seed
+        if self.switches.programming_noise:
+            g = np.clip(g + spread, 0.0, None)
         u = rng.random(g.shape)
-        g = np.where(u < self.stuck_on_rate, self.g_max, g)
-        g = np.where((u >= self.stuck_on_rate) & (u < self.stuck_on_rate + self.stuck_off_rate), self.g_min, g)
+        if sticks:
+            g = np.where(u < self.stuck_on_rate, self.g_max, g)
+            g = np.where((u >= self.stuck_on_rate) & (u < self.stuck_on_rate + self.stuck_off_rate), self.g_min, g)
         return Programmed(g)
 
     def read_sigma(self, state: Programmed, t: float) -> np.ndarray | None:

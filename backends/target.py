@@ -109,6 +109,7 @@ class Device:
     read_noise: bool = True
     programming_noise: bool = True
     drift: bool = True
+    stuck_at: bool = True          # RRAM: stuck-at faults at stuck_on_rate / stuck_off_rate
     adc_noise_lsb: float = 0.0     # Gaussian noise per ADC conversion, in LSB
     adc_offset_lsb: float = 0.0    # static offset per ADC column, drawn once per programming, in LSB
     read_noise_rel: float = 0.0    # RRAM: relative conductance noise per read (σ / |g|)
@@ -175,7 +176,8 @@ _FIELDS = {
     "verify": {"rtol": (float, True), "min_top1_agreement": (float, True)},
     "device": {"model": (str, True), "g_max": (float, False), "levels": (int, False),
                "stuck_on_rate": (float, False), "stuck_off_rate": (float, False), "read_noise": (bool, False),
-               "programming_noise": (bool, False), "drift": (bool, False), "adc_noise_lsb": (float, False),
+               "programming_noise": (bool, False), "drift": (bool, False), "stuck_at": (bool, False),
+               "adc_noise_lsb": (float, False),
                "adc_offset_lsb": (float, False), "read_noise_rel": (float, False)},
 }
 _VECTOR = {"kind": (str, True), "count": (int, True), "precision": (str, True)}

@@ -207,4 +207,4 @@ def test_crossbar_conv_equals_the_integer_reference(case, seed):
     assert g.mapping[conv.name].unit == "crossbar"
     x = rng.standard_normal([3, cin] + spatial).astype(np.float32)
     got = execute(compiled.program, {"x": x}, target=tgt, options=SimOptions(noise=False))["y"]
-    np.testing.assert_array_equal(got, reference(g, {"x": x})["y"])
+    np.testing.assert_array_equal(got, reference(g, {"x": x}, tgt)["y"])

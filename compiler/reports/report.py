@@ -65,9 +65,15 @@ def load(path: str | os.PathLike) -> tuple[Program, Target, dict]:
 
 
 def noisy(target: Target) -> bool:
-    """Whether two runs of a program on this target can differ (device or ADC noise)."""
-    return target.crossbar is not None and (device_model(target.device).stochastic
-                                            or target.device.adc_noise_lsb > 0)
+    """Whether two runs (seeds) of a program on this target can differ: on analog crossbars
+    device noise, ADC noise or ADC offsets (drawn per seed); on analog CAM the programmed bounds'
+    spread (the runtime asks the same ``cam_bound_sigma``)."""
+    model = device_model(target.device)
+    xb, cam, device = target.crossbar, target.cam, target.device
+    crossbar_noise = xb is not None and xb.analog and (model.stochastic or device.adc_noise_lsb > 0
+                                                        or device.adc_offset_lsb > 0)
+    cam_noise = cam is not None and model.cam_bound_sigma(cam.cell_bits) is not None
+    return crossbar_noise or cam_noise
 
 
 def drifting(target: Target) -> bool:
