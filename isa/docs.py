@@ -83,13 +83,19 @@ def render_reference() -> str:
 
 def update(text: str) -> str:
     """``text`` with the generated region replaced by the current reference."""
-    start, end = text.find(BEGIN), text.find(END)
+    return replace_region(text, BEGIN, END, render_reference(), "docs/isa.md")
+
+
+def replace_region(text: str, begin: str, end_marker: str, body: str, name: str) -> str:
+    """``text`` with the region from ``begin`` to ``end_marker`` (and its newline) replaced by
+    ``body``, which carries the markers itself."""
+    start, end = text.find(begin), text.find(end_marker)
     if start < 0 or end < start:
-        raise ValueError("docs/isa.md has no generated region (BEGIN/END markers)")
-    end += len(END)
+        raise ValueError(f"{name} has no generated region (BEGIN/END markers)")
+    end += len(end_marker)
     if text[end:end + 1] == "\n":
         end += 1
-    return text[:start] + render_reference() + text[end:]
+    return text[:start] + body + text[end:]
 
 
 def main(argv: list[str] | None = None) -> int:
