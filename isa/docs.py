@@ -99,11 +99,17 @@ def replace_region(text: str, begin: str, end_marker: str, body: str, name: str)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nmc.isa.docs", description=__doc__.splitlines()[0])
-    parser.add_argument("path", nargs="?", type=Path, default=DEFAULT_PATH)
+    return generator_main(argv, "python -m nmc.isa.docs", __doc__, DEFAULT_PATH, update)
+
+
+def generator_main(argv, command: str, doc: str, default_path: Path, update_text) -> int:
+    """The command line of a docs generator: rewrite ``path`` (default ``default_path``), or with
+    ``--check`` exit 1 when it is out of date."""
+    parser = argparse.ArgumentParser(prog=command, description=doc.splitlines()[0])
+    parser.add_argument("path", nargs="?", type=Path, default=default_path)
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
     args = parser.parse_args(argv)
-    return refresh(args.path, update, "python -m nmc.isa.docs", args.check)
+    return refresh(args.path, update_text, command, args.check)
 
 
 def refresh(path: Path, update_text, command: str, check: bool) -> int:

@@ -128,3 +128,15 @@ def test_four_bit_weights_cost_less_than_eight_on_sram_analog():
     assert [r["cells_per_weight"] for r in t8["layers"] if r["unit"] == "crossbar"] == [8]
     assert [r["cells_per_weight"] for r in t4["layers"] if r["unit"] == "crossbar"] == [4]
     assert s4.crossbar_utilization == pytest.approx(s8.crossbar_utilization / 2)
+
+
+@pytest.mark.parametrize("adc_bits, scheme", [(4, "differential"), (8, "offset"), (6, "differential")])
+def test_the_adc_step_is_the_smallest_power_of_two_that_reaches_the_current(adc_bits, scheme):
+    arith = TileArithmetic(8, 2, scheme, dac_bits=1, adc_bits=adc_bits)
+    steps = (1 << (adc_bits - 1)) - 1 if scheme == "differential" else (1 << adc_bits) - 1
+    assert arith.adc_steps == steps
+    for current in [0.0, 1.0, steps, steps + 0.5, 3.7 * steps, 1000.0 * steps, 12345.6]:
+        lsb = arith.lsb_for(current)
+        assert lsb >= 1 and np.log2(lsb) == int(np.log2(lsb))
+        assert lsb * steps >= current                      # the range reaches the current: no clipping
+        assert lsb == 1 or (lsb / 2) * steps < current     # and no coarser than it must be
