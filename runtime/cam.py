@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nmc.backends.devices import device_model
+
 _WORD = 64
 
 
@@ -81,3 +83,66 @@ def _pack(inside: np.ndarray) -> np.ndarray:
     padded[:, :rows] = inside
     return np.packbits(padded, axis=1, bitorder="little").view(np.uint64)
 
+
+
+# ---------------------------------------------------------------------- kernels
+# ``kernel(machine, opcode, operands, iterations)`` for the CAM opcodes (runtime.machine.KERNELS)
+
+def _cenc(m, op, ops, iters) -> None:
+    """Feature values → codes: the number of thresholds each value passes (≥ ge, > gt)."""
+    x = m.view(ops[1], iters)[..., None]
+    ge, gt = m.view(ops[2], ())[0], m.view(ops[3], ())[0]
+    with np.errstate(invalid="ignore"):
+        code = (x >= ge).sum(axis=-1) + (x > gt).sum(axis=-1)
+    nan = m.view(ops[4], ())[0]
+    m.view(ops[0], iters)[...] = np.where(np.isnan(x[..., 0]), nan, code)
+
+
+def _csearch(m, op, ops, iters) -> None:
+    """All rows × all samples: the programmed block's lookup tables, built on first use."""
+    key = (ops[1].buffer, ops[2].buffer)
+    cam = m.cams.get(key)
+    if cam is None:
+        lo = np.array(m.view(ops[1], ())[0])
+        hi = np.array(m.view(ops[2], ())[0])
+        levels = np.array(m.view(ops[3], ())[0])
+        sigma = rng = None
+        target = m.target
+        if m.options.noise and target.cam is not None:
+            sigma = device_model(target.device).cam_bound_sigma(target.cam.cell_bits)
+            if sigma is not None:
+                rng = np.random.default_rng([m.options.seed, len(m.cams)])
+        cam = m.cams[key] = ProgrammedCam(lo, hi, levels, sigma_levels=sigma, rng=rng)
+    q = m.view(ops[4], iters)
+    match = cam.search(q.reshape(-1, q.shape[-1]))
+    dst = m.view(ops[0], iters)
+    dst[...] = match.reshape(dst.shape)
+
+
+def _cleaf(m, op, ops, iters) -> None:
+    """dst += the leaves of the matched rows, added one row after another in row (tree) order in
+    float32: onnxruntime's order on one thread, so sums that tie round the same way."""
+    match = m.view(ops[1], iters)
+    leaves = m.view(ops[2], ())[0]
+    dst = m.view(ops[0], iters)
+    lines = match.reshape(-1, match.shape[-1])
+    total = np.array(dst, dtype=np.float32).reshape(lines.shape[0], -1)
+    for row in np.flatnonzero(lines.any(axis=0)):
+        total += lines[:, row: row + 1] * leaves[row]
+    dst[...] = total.reshape(dst.shape)
+
+
+def _cleaf_extreme(m, op, ops, iters) -> None:
+    """The smallest (largest) leaf value per target among matched rows; NaN leaves are none."""
+    match = m.view(ops[1], iters)
+    leaves = m.view(ops[2], ())[0]
+    hit = (match.reshape(-1, match.shape[-1]) != 0)[:, :, None] & ~np.isnan(leaves)[None]
+    empty = np.finfo(np.float32).max if op == "cleafmin" else -np.finfo(np.float32).max
+    values = np.where(hit, leaves[None], np.float32(empty))
+    out = values.min(axis=1) if op == "cleafmin" else values.max(axis=1)
+    dst = m.view(ops[0], iters)
+    dst[...] = out.reshape(dst.shape)
+
+
+KERNELS = {"cenc": _cenc, "csearch": _csearch, "cleaf": _cleaf, "cleafmin": _cleaf_extreme,
+           "cleafmax": _cleaf_extreme}

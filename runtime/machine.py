@@ -18,13 +18,12 @@ from numpy.lib.stride_tricks import as_strided
 from nmc.isa.errors import NmcError
 from nmc.isa.instructions import BINARY_OPS, COMPARE_OPS, REDUCE_OPS, UNARY_OPS, Instr, Loop, exchanges_messages
 from nmc.backends.tile_arithmetic import quantise
-from nmc.backends.devices import device_model
 from nmc.backends.target import Target, load_target, preset_names
 from nmc.isa.program import DTYPES, Program
 from nmc.isa.validate import validate
 from nmc.isa.views import Imm, View, WeightRef
 from nmc.runtime import kernels
-from nmc.runtime.cam import ProgrammedCam
+from nmc.runtime import cam
 from nmc.runtime.crossbar import ProgrammedTile, SimOptions
 
 
@@ -51,7 +50,7 @@ class Machine:
         self.options = options or SimOptions()
         self.bound: dict[str, int] = {}  # counters of the sequential loops running, and their values
         self._target = target
-        self.cams: dict[tuple[str, str], ProgrammedCam] = {}
+        self.cams: dict[tuple[str, str], cam.ProgrammedCam] = {}  # programmed on first search
         self.tiles = self._program_tiles(self.options, progress)
         self.weights = {name: np.ascontiguousarray(program.data[name], dtype=np.float32)
                         for name, c in program.consts.items() if c.dtype == "f32"}
@@ -142,45 +141,6 @@ class Machine:
         dst = self.view(dst_v, iters)
         dst[...] = np.rint(out).reshape(shape + (-1,)).reshape(dst.shape)
 
-    def _cenc(self, ops, iters) -> None:
-        x = self.view(ops[1], iters)[..., None]
-        ge, gt = self.view(ops[2], ())[0], self.view(ops[3], ())[0]
-        with np.errstate(invalid="ignore"):
-            code = (x >= ge).sum(axis=-1) + (x > gt).sum(axis=-1)
-        nan = self.view(ops[4], ())[0]
-        self.view(ops[0], iters)[...] = np.where(np.isnan(x[..., 0]), nan, code)
-
-    def _cleaf_extreme(self, op, ops, iters) -> None:
-        """The smallest (largest) leaf value per target among matched rows; NaN leaves are none."""
-        match = self.view(ops[1], iters)
-        leaves = self.view(ops[2], ())[0]
-        hit = (match.reshape(-1, match.shape[-1]) != 0)[:, :, None] & ~np.isnan(leaves)[None]
-        empty = np.finfo(np.float32).max if op == "cleafmin" else -np.finfo(np.float32).max
-        values = np.where(hit, leaves[None], np.float32(empty))
-        out = values.min(axis=1) if op == "cleafmin" else values.max(axis=1)
-        dst = self.view(ops[0], iters)
-        dst[...] = out.reshape(dst.shape)
-
-    def _csearch(self, ops, iters) -> None:
-        """All rows × all samples: the programmed block's lookup tables, built on first use."""
-        key = (ops[1].buffer, ops[2].buffer)
-        cam = self.cams.get(key)
-        if cam is None:
-            lo = np.array(self.view(ops[1], ())[0])
-            hi = np.array(self.view(ops[2], ())[0])
-            levels = np.array(self.view(ops[3], ())[0])
-            sigma = rng = None
-            target = self.target
-            if self.options.noise and target.cam is not None:
-                sigma = device_model(target.device).cam_bound_sigma(target.cam.cell_bits)
-                if sigma is not None:
-                    rng = np.random.default_rng([self.options.seed, len(self.cams)])
-            cam = self.cams[key] = ProgrammedCam(lo, hi, levels, sigma_levels=sigma, rng=rng)
-        q = self.view(ops[4], iters)
-        match = cam.search(q.reshape(-1, q.shape[-1]))
-        dst = self.view(ops[0], iters)
-        dst[...] = match.reshape(dst.shape)
-
     def _mvm(self, dst_v: View, w: WeightRef, src_v: View, iters) -> None:
         lead = 1 + len(iters)
         src = self.view(src_v, iters)
@@ -247,19 +207,6 @@ def _softmax(m: Machine, op, ops, iters):
 
 def _argmax(m: Machine, op, ops, iters):
     m.view(ops[0], iters)[...] = np.argmax(m.view(ops[1], iters), axis=-1)
-
-
-def _cleaf(m: Machine, op, ops, iters):
-    """dst += the leaves of the matched rows, added one row after another in row (tree) order in
-    float32: onnxruntime's order on one thread, so sums that tie round the same way."""
-    match = m.view(ops[1], iters)
-    leaves = m.view(ops[2], ())[0]
-    dst = m.view(ops[0], iters)
-    lines = match.reshape(-1, match.shape[-1])
-    total = np.array(dst, dtype=np.float32).reshape(lines.shape[0], -1)
-    for row in np.flatnonzero(lines.any(axis=0)):
-        total += lines[:, row: row + 1] * leaves[row]
-    dst[...] = total.reshape(dst.shape)
 
 
 def _leaky(m: Machine, op, ops, iters):
@@ -334,11 +281,7 @@ KERNELS = {
     "xmvm": lambda m, op, ops, iters: m._xmvm(ops[0], ops[1], ops[2], iters),
     "mvm": lambda m, op, ops, iters: m._mvm(ops[0], ops[1], ops[2], iters),
     "quant": _quant, "dequant": _dequant, "matmul": _matmul, "softmax": _softmax, "argmax": _argmax,
-    "cenc": lambda m, op, ops, iters: m._cenc(ops, iters),
-    "csearch": lambda m, op, ops, iters: m._csearch(ops, iters),
-    "cleaf": _cleaf,
-    "cleafmin": lambda m, op, ops, iters: m._cleaf_extreme(op, ops, iters),
-    "cleafmax": lambda m, op, ops, iters: m._cleaf_extreme(op, ops, iters),
+    **cam.KERNELS,
     "leaky": _leaky, "elu": _elu, "clip": _clip,
     **{name: _compare for name in COMPARE_OPS},
     "select": _select, "cast": _cast, "gather": _gather,
