@@ -10,6 +10,7 @@ recombines them. With a noiseless device and a lossless ADC the result is exactl
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ from nmc.backends.devices import Programmed, device_model
 from nmc.backends.target import CrossbarCores, Device
 from nmc.backends.tile_arithmetic import TileArithmetic
 from nmc.isa.program import Tile
+from nmc.runtime.noise import SampleNoise, rows_noise
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,11 @@ class ProgrammedTile:
         self.g_eff = np.stack(self._conductances(options.time))  # [J, N, K], fixed for the run
         sigma = self._read_sigma()
         self.read_var = None if sigma is None else np.stack(sigma) ** 2  # per-cell read variance [J, N, K]
+        k = self.q.shape[1]
+        self._g_t = np.ascontiguousarray(self.g_eff.reshape(-1, k).T)  # [K, J·N]: one GEMM per read
+        self._var_t = None if self.read_var is None else np.ascontiguousarray(self.read_var.reshape(-1, k).T)
+        self._q_t = None
+        self._orders: dict[bytes, ProgrammedTile] = {}
         self.compensation = 1.0
         self.adc_offset = None
         if options.noise and spec.analog and device.adc_offset_lsb > 0:
@@ -112,42 +119,117 @@ class ProgrammedTile:
         """Inputs saturate here: unsigned [0, 2^b − 1], signed (sign-magnitude) ±(2^(b−1) − 1)."""
         return self.arith.input_range()
 
-    def mvm(self, x: np.ndarray) -> np.ndarray:
-        """``x`` [M, K] integers → [M, N] (float64 holding the digitally recombined result)."""
-        x = np.clip(x.astype(np.int64), *self.input_range())
-        adc_noise = self.options.noise and (self.device.adc_noise_lsb > 0 or self.device.adc_offset_lsb > 0)
-        if not self.spec.analog or (not self.noisy and self.lossless() and not adc_noise):
-            # exact in float64 (sums stay far below 2^53), and BLAS is much faster than int64
-            return x.astype(np.float64) @ self.q.T.astype(np.float64)
-        return self.mvm_physical(x)
+    def mvm(self, x: np.ndarray, noise: SampleNoise | None = None) -> np.ndarray:
+        """``x`` [M, K] integers → [M, N] (float64 holding the digitally recombined result).
+        ``noise`` draws the read-time noise of the samples the rows belong to (rows are samples
+        one after another); without it each row is a sample of a stream seeded from the tile's."""
+        x = self._inputs(x)
+        if self.exact:
+            return self._exact(x)
+        return self._physical(x, noise)
 
-    def mvm_physical(self, x: np.ndarray) -> np.ndarray:
+    def _inputs(self, x: np.ndarray) -> np.ndarray:
+        """Integer inputs (as floats) saturated to the DAC range."""
+        x = np.asarray(x)
+        x = np.trunc(x) if x.dtype.kind == "f" else x.astype(np.float64)
+        lo, hi = self.input_range()
+        np.maximum(x, lo, out=x)
+        return np.minimum(x, hi, out=x)
+
+    def reordered(self, order) -> "ProgrammedTile":
+        """This tile with its K inputs in a gathered operand's order (``runtime.machine.Order``):
+        the same programmed cells, rows permuted."""
+        key = order.indices.tobytes()
+        if key not in self._orders:
+            tile = copy.copy(self)
+            idx = order.indices
+            tile.q = self.q[:, idx]
+            tile._g_t = np.ascontiguousarray(self._g_t[idx])
+            tile._var_t = None if self._var_t is None else np.ascontiguousarray(self._var_t[idx])
+            tile._q_t, tile._orders = None, {}
+            self._orders[key] = tile
+        return self._orders[key]
+
+    @property
+    def exact(self) -> bool:
+        """Whether a read is ``x @ q.T`` exactly: digital cores, or noiseless cells and ADC over
+        a lossless range."""
+        adc_noise = self.options.noise and (self.device.adc_noise_lsb > 0 or self.device.adc_offset_lsb > 0)
+        return not self.spec.analog or (not self.noisy and self.lossless() and not adc_noise)
+
+    def _exact(self, x: np.ndarray) -> np.ndarray:
+        """``x @ q.T`` by BLAS: in float32 where every partial sum stays below 2^24 (exact), else
+        float64 (sums stay far below 2^53)."""
+        lo, hi = self.input_range()
+        bound = max(abs(lo), abs(hi)) * float(np.abs(self.q).sum(axis=1).max(initial=0))
+        dtype = np.float32 if bound < 2 ** 24 else np.float64
+        if self._q_t is None or self._q_t.dtype != dtype:
+            self._q_t = np.ascontiguousarray(self.q.T, dtype=dtype)
+        return x.astype(dtype, copy=False) @ self._q_t
+
+    def mvm_physical(self, x: np.ndarray, noise: SampleNoise | None = None) -> np.ndarray:
         """The chip's way, phase by phase and slice by slice (also the reference for the exact
         fast path): signed inputs in a positive and a negative phase, subtracted digitally."""
+        return self._physical(self._inputs(x), noise)
+
+    def _physical(self, x: np.ndarray, noise: SampleNoise | None) -> np.ndarray:
+        if noise is None:
+            noise = rows_noise(self.rng, x.shape[0])
+        phases = [(1.0, np.maximum(x, 0)), (-1.0, np.maximum(-x, 0))] if self.arith.in_signed else [(1.0, x)]
         out = None
-        for sign, xu in self.arith.input_phases(x):
-            part = sign * self._phase(xu)
-            out = part if out is None else out + part
+        for phase, (sign, xu) in enumerate(phases):
+            part = self._phase(xu, noise, phase)
+            if sign < 0:
+                np.negative(part, out=part)
+            out = part if out is None else np.add(out, part, out=out)
         return out
 
-    def _phase(self, xu: np.ndarray) -> np.ndarray:
-        """One pass of non-negative inputs through the tile."""
+    def _phase(self, xu: np.ndarray, noise: SampleNoise, phase: int) -> np.ndarray:
+        """One pass of non-negative inputs through the tile, in sample-major order: row
+        (m, i) is input slice i of row m; its columns are (weight slice j, output n). Noisy
+        cells are read in float32 (its rounding is far below their noise), exact ones in float64."""
         arith = self.arith
-        d = arith.dac_slices(xu).astype(np.float64)  # [I, M, K]
-        n_in = d.shape[0]
         m, k = xu.shape
-        n = self.q.shape[0]
-        currents = (d.reshape(n_in * m, k) @ self.g_eff.reshape(-1, k).T).reshape(n_in, m, self.n_slices, n)
-        if self.read_var is not None:
-            var = (d ** 2).reshape(n_in * m, k) @ self.read_var.reshape(-1, k).T
-            currents = currents + np.sqrt(var).reshape(currents.shape) * self.rng.standard_normal(currents.shape)
+        n, slices = self.q.shape[0], self.n_slices
+        dtype = np.float32 if self.noisy else np.float64
+        if arith.dac_reads == 1:
+            n_in, d = 1, xu.astype(dtype)
+        else:
+            d = arith.dac_slices(xu.astype(np.int64))  # [I, M, K]
+            n_in = d.shape[0]
+            d = np.ascontiguousarray(d.transpose(1, 0, 2), dtype=dtype).reshape(m * n_in, k)
+        g_t, var_t = self._matrices(dtype)
+        currents = d @ g_t  # [M·I, J·N]
         lsb, lo, hi = self.adc()
+        variance = None  # per conversion: read noise of the driven cells, plus the ADC's own
+        if var_t is not None:
+            variance = np.square(d, out=d) @ var_t
         if self.options.noise and self.device.adc_noise_lsb > 0:
-            currents = currents + self.device.adc_noise_lsb * lsb * self.rng.standard_normal(currents.shape)
-        if self.adc_offset is not None:
-            currents = currents + self.adc_offset * lsb  # [J, N] per column, the same at every read
-        codes = np.clip(np.round(currents / lsb), lo / lsb, hi / lsb) * lsb
-        acc = np.einsum("imjn,ij->mn", codes, arith.recombination()) * self.compensation
+            adc = (self.device.adc_noise_lsb * lsb) ** 2
+            variance = adc if variance is None else np.add(variance, adc, out=variance)
+        if variance is not None:  # one draw per conversion: the two Gaussians' sum
+            z = noise.normal(phase, (currents.size // noise.samples,)).reshape(currents.shape)
+            z *= np.sqrt(variance, out=variance) if isinstance(variance, np.ndarray) else np.sqrt(variance)
+            currents += z
+        codes = currents.reshape(m, n_in * slices, n)
+        if self.adc_offset is not None:  # [J, N] per column, the same at every read
+            codes += np.tile(self.adc_offset, (n_in, 1))[None] * lsb
+        np.divide(codes, lsb, out=codes)
+        np.rint(codes, out=codes)
+        np.maximum(codes, lo / lsb, out=codes)
+        np.minimum(codes, hi / lsb, out=codes)
+        weights = arith.recombination().reshape(-1) * (lsb * self.compensation)  # [I·J], (i, j) order
+        if len(weights) == 1:
+            acc = codes[:, 0].astype(np.float64) * weights[0]
+        else:
+            acc = np.einsum("mpn,p->mn", codes, weights.astype(dtype)).astype(np.float64)
         if arith.weight_offset:
             acc -= float(arith.weight_offset) * xu.sum(axis=1, keepdims=True)
         return acc
+
+    def _matrices(self, dtype) -> tuple[np.ndarray, np.ndarray | None]:
+        """The conductance and read-variance matrices [K, J·N] in ``dtype``."""
+        if self._g_t.dtype != dtype:
+            self._g_t = self._g_t.astype(dtype)
+            self._var_t = None if self._var_t is None else self._var_t.astype(dtype)
+        return self._g_t, self._var_t

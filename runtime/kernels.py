@@ -88,8 +88,23 @@ COMPARE = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equa
            "ge": np.greater_equal}
 
 
+_PAIRWISE = {"rmax": np.maximum, "rmin": np.minimum}
+SMALL_WINDOW = 64  # windows up to this many elements are reduced one element view at a time
+
+
 def reduce(opcode: str, src: np.ndarray, n_axes: int) -> np.ndarray:
     axes = tuple(range(src.ndim - n_axes, src.ndim))
+    window = src.shape[src.ndim - n_axes:]
+    if opcode in _PAIRWISE and 1 < int(np.prod(window)) <= SMALL_WINDOW:
+        # a pooling window of strided views: one elementwise pass per window element beats a
+        # numpy reduction over short inner axes by 10× (max and min are exact in any order)
+        combine = _PAIRWISE[opcode]
+        elements = np.ndindex(*window)
+        first = next(elements)
+        out = np.array(src[(...,) + first])
+        for index in elements:
+            combine(out, src[(...,) + index], out=out)
+        return out
     if opcode == "rsum":
         return src.sum(axis=axes, dtype=np.float32)
     if opcode == "rmean":

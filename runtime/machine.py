@@ -8,12 +8,16 @@ loops (``loop.seq``) run their iterations one after another with the counter bou
 """
 from __future__ import annotations
 
+import os
+import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+from threadpoolctl import threadpool_limits
 
 from nmc.isa.errors import NmcError
 from nmc.isa.instructions import BINARY_OPS, COMPARE_OPS, REDUCE_OPS, UNARY_OPS, Instr, Loop, exchanges_messages
@@ -25,6 +29,7 @@ from nmc.isa.views import Imm, View, WeightRef
 from nmc.runtime import kernels
 from nmc.runtime import cam
 from nmc.runtime.crossbar import ProgrammedTile, SimOptions
+from nmc.runtime.noise import SampleNoise
 
 
 class SimulationError(NmcError):
@@ -37,21 +42,68 @@ class _Iter:
     count: int
 
 
-class Machine:
-    """Memory of one run: a ``[batch, size]`` array per buffer, constants shared across the batch."""
+@dataclass(frozen=True)
+class Order:
+    """How to gather a view from its buffer transposed to channel-minor: the buffer read as
+    ``[channels, run]`` (``run`` = the stride of the view's channel dimension) becomes
+    ``[run, channels]``; in it the view has these strides and offset, with its channel
+    dimension moved innermost. ``indices``: the view's element order → the gathered one."""
 
-    def __init__(self, program: Program, batch: int, target: Target | None = None,
-                 options: SimOptions | None = None, progress: Callable[..., None] | None = None):
-        self.p = program
-        self.batch = batch
-        self.mem = {name: np.zeros((batch, b.size), DTYPES[b.dtype]) for name, b in program.buffers.items()}
+    run: int
+    channels: int
+    offset: int
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    iter_strides: tuple[int, ...]
+    indices: np.ndarray
+
+    MIN_CHANNELS = 8   # a channel dimension shorter than this does not pay for the transpose
+    SHORT_RUN = 8      # views whose innermost unit-stride run is at least this long gather well
+
+    @staticmethod
+    def plan(v: View, iter_coefs: list[int], iter_counts: list[int], const: int, size: int) -> "Order | None":
+        dims = list(v.dims)
+        inner_size, inner_stride = dims[-1]
+        if inner_stride == 1 and inner_size >= Order.SHORT_RUN:
+            return None
+        channel = max(range(len(dims)), key=lambda j: dims[j][0])
+        count, run = dims[channel]
+        if count < Order.MIN_CHANNELS or run <= 1 or size % run or any(s < 0 for _, s in dims) \
+                or any(c < 0 for c in iter_coefs):
+            return None
+        channels = size // run
+        within = const % run  # every other term must stay inside one run, or step whole runs
+        def moved(stride: int, n: int) -> int | None:
+            nonlocal within
+            if stride % run == 0:
+                return stride // run
+            within += stride * (n - 1)
+            return stride * channels
+        others = [j for j in range(len(dims)) if j != channel]
+        new_dims = [moved(dims[j][1], dims[j][0]) for j in others]
+        new_iters = [moved(c, n) for c, n in zip(iter_coefs, iter_counts)]
+        if within >= run:
+            return None
+        order = others + [channel]
+        indices = np.arange(v.size).reshape(v.shape).transpose(order).reshape(-1)
+        return Order(run, channels, (const % run) * channels + const // run,
+                     tuple(dims[j][0] for j in order), tuple(new_dims) + (1,), tuple(new_iters), indices)
+
+
+class Chip:
+    """What stays programmed for a whole run, shared by the chunks of the batch: crossbar tiles
+    (programming noise drawn once per tile) and CAM blocks (programmed on their first search)."""
+
+    def __init__(self, program: Program, target: Target | None, options: SimOptions,
+                 progress: Callable[..., None] | None = None):
+        self.p, self.options, self._target = program, options, target
+        self.cams: dict[tuple[str, str], cam.ProgrammedCam] = {}
+        self.orders: dict[tuple, Order | None] = {}  # how each matrix-product operand is gathered
+        self._reordered: dict[tuple[str, bytes], np.ndarray] = {}
+        self.tiles = self._program_tiles(progress)
+        self.tile_index = {name: i for i, name in enumerate(self.tiles)}
         self.consts = {name: np.ascontiguousarray(program.data[name], dtype=DTYPES[c.dtype]).reshape(-1)
                        for name, c in program.consts.items()}
-        self.options = options or SimOptions()
-        self.bound: dict[str, int] = {}  # counters of the sequential loops running, and their values
-        self._target = target
-        self.cams: dict[tuple[str, str], cam.ProgrammedCam] = {}  # programmed on first search
-        self.tiles = self._program_tiles(self.options, progress)
         self.weights = {name: np.ascontiguousarray(program.data[name], dtype=np.float32)
                         for name, c in program.consts.items() if c.dtype == "f32"}
 
@@ -62,8 +114,14 @@ class Machine:
             self._target = _own_target(self.p)
         return self._target
 
-    def _program_tiles(self, options: SimOptions,
-                       progress: Callable[..., None] | None = None) -> dict[str, ProgrammedTile]:
+    def reordered_weights(self, name: str, order: Order) -> np.ndarray:
+        """Weight matrix ``name`` with its columns in a gathered operand's order."""
+        key = (name, order.indices.tobytes())
+        if key not in self._reordered:
+            self._reordered[key] = np.ascontiguousarray(self.weights[name][..., order.indices])
+        return self._reordered[key]
+
+    def _program_tiles(self, progress: Callable[..., None] | None = None) -> dict[str, ProgrammedTile]:
         """Program every crossbar tile once (programming noise is drawn here); ``progress(done,
         total, note)`` hears of each tile."""
         if not self.p.tiles:
@@ -72,13 +130,50 @@ class Machine:
         spec = target.crossbar
         if spec is None:
             raise SimulationError(f"the program uses crossbar tiles but target {target.name!r} has no crossbar cores")
-        rng = np.random.default_rng(options.seed)
+        rng = np.random.default_rng(self.options.seed)
         tiles = {}
         for name, tile in self.p.tiles.items():
-            tiles[name] = ProgrammedTile(tile, self.p.data[tile.weights], spec, target.device, options, rng)
+            tiles[name] = ProgrammedTile(tile, self.p.data[tile.weights], spec, target.device, self.options, rng)
             if progress is not None:
                 progress(len(tiles), len(self.p.tiles), "programming crossbars")
         return tiles
+
+
+class Machine:
+    """Memory of one chunk of samples (``first`` .. ``first + batch − 1`` of the run): a
+    ``[batch, size]`` array per buffer; constants and the programmed chip are shared."""
+
+    def __init__(self, program: Program, batch: int, target: Target | None = None,
+                 options: SimOptions | None = None, progress: Callable[..., None] | None = None,
+                 chip: Chip | None = None, first: int = 0):
+        self.p = program
+        self.batch = batch
+        self.first = first
+        self.mem = {name: np.zeros((batch, b.size), DTYPES[b.dtype]) for name, b in program.buffers.items()}
+        self.options = options or SimOptions()
+        self.chip = chip or Chip(program, target, self.options, progress)
+        self.consts, self.weights = self.chip.consts, self.chip.weights
+        self.tiles, self.cams = self.chip.tiles, self.chip.cams
+        self.bound: dict[str, int] = {}  # counters of the sequential loops running, and their values
+        self.reads: dict[str, int] = {}  # crossbar reads of each tile so far in this chunk
+        self.used = False
+
+    @property
+    def target(self) -> Target:
+        return self.chip.target
+
+    def start(self, first: int, batch: int) -> None:
+        """Reuse this memory for the chunk of ``batch`` samples from ``first`` (at most as many
+        as it was made for)."""
+        if self.used:
+            for arr in self.mem.values():
+                arr.fill(0)
+        if batch != self.batch:
+            self.mem = {name: arr[:batch] for name, arr in self.mem.items()}
+        self.used = True
+        self.first, self.batch = first, batch
+        self.reads = {}
+        self.bound = {}
 
     # ------------------------------------------------------------------ operands
     def view(self, v: View, iters: tuple[_Iter, ...]) -> np.ndarray:
@@ -134,26 +229,59 @@ class Machine:
             kernel(self, ins.opcode, ins.operands, iters)
 
     def _xmvm(self, dst_v: View, w: WeightRef, src_v: View, iters) -> None:
-        lead = 1 + len(iters)
-        src = self.view(src_v, iters)
-        shape = src.shape[:lead]
-        out = self.tiles[w.name].mvm(src.reshape(-1, src_v.size))
+        rows, order = self.gathered(src_v, iters)
+        read = self.reads[w.name] = self.reads.get(w.name, -1) + 1
+        noise = SampleNoise(self.options.seed, (self.chip.tile_index[w.name], read), self.first, self.batch)
+        tile = self.tiles[w.name]
+        out = (tile if order is None else tile.reordered(order)).mvm(rows, noise)
         dst = self.view(dst_v, iters)
-        dst[...] = np.rint(out).reshape(shape + (-1,)).reshape(dst.shape)
+        dst[...] = np.rint(out).reshape(dst.shape)
 
     def _mvm(self, dst_v: View, w: WeightRef, src_v: View, iters) -> None:
         lead = 1 + len(iters)
-        src = self.view(src_v, iters)
-        # contiguous: a view into [batch, size] buffers has the whole buffer as its batch stride,
-        # which sends matmul down a slow non-BLAS path (50× slower for a [32, 128] step of an RNN)
-        src = np.ascontiguousarray(src.reshape(src.shape[:lead] + (-1,)))
-        mats = self.weight(w, iters)
+        rows, order = self.gathered(src_v, iters)
+        mats = self.weight(w, iters)  # [N, K], or [iterations..., N, K]
+        if order is not None:
+            mats = self.chip.reordered_weights(w.name, order) if w.index is None else mats[..., order.indices]
         if w.index is None:
-            out = src @ mats.T
+            out = rows @ mats.T
         else:
+            src = rows.reshape((self.batch,) + tuple(i.count for i in iters) + (-1,))
             out = np.matmul(mats[None], src[..., None])[..., 0]
         dst = self.view(dst_v, iters)
         dst[...] = out.reshape(dst.shape)
+
+    def gathered(self, v: View, iters: tuple[_Iter, ...]) -> tuple[np.ndarray, "Order | None"]:
+        """The elements of ``v`` for every sample and iteration as one contiguous ``[rows, K]``
+        matrix (the operand of a matrix product; rows: samples, then iterations), and the order
+        of its K columns when it differs from the view's. A view whose inner run is short (an
+        im2col window of a channel-major buffer) is gathered from the buffer transposed to
+        channel-minor (``Order``), so the copy moves whole channel vectors."""
+        order = self._order(v, iters)
+        if order is None:
+            # contiguous: a view into [batch, size] buffers has the whole buffer as its batch stride,
+            # which sends matmul down a slow non-BLAS path (50× slower for a [32, 128] step of an RNN)
+            return np.ascontiguousarray(self.view(v, iters)).reshape(-1, v.size), None
+        arr = self.mem[v.buffer]
+        channel_minor = np.ascontiguousarray(arr.reshape(self.batch, order.channels, order.run).transpose(0, 2, 1))
+        item = channel_minor.itemsize
+        shape = (self.batch,) + tuple(i.count for i in iters) + order.shape
+        strides = (channel_minor.strides[0],) + tuple(s * item for s in order.iter_strides) \
+            + tuple(s * item for s in order.strides)
+        rows = as_strided(channel_minor.reshape(self.batch, -1)[:, order.offset:], shape=shape, strides=strides,
+                          writeable=False)
+        return np.ascontiguousarray(rows).reshape(-1, v.size), order
+
+    def _order(self, v: View, iters: tuple[_Iter, ...]) -> "Order | None":
+        if v.buffer not in self.mem or len(v.dims) < 2:
+            return None
+        const = v.offset.const + sum(coef * self.bound[var] for var, coef in v.offset.terms if var in self.bound)
+        key = (v, tuple(iters), const)
+        cache = self.chip.orders
+        if key not in cache:
+            cache[key] = Order.plan(v, [v.offset.coef(i.var) for i in iters], [i.count for i in iters], const,
+                                    self.p.buffers[v.buffer].size)
+        return cache[key]
 
     def run_block(self, stmts, iters: tuple[_Iter, ...] = ()) -> None:
         for s in stmts:
@@ -338,30 +466,101 @@ def _run_statement(machine: Machine, core: int, s, mail: dict, syncs: dict, boun
         machine.execute(s)
 
 
+CHUNK_BYTES = 64 << 20  # the memory of a chunk's buffers (and their temporaries) aims at this
+
+
+def chunk_size(program: Program, batch: int) -> int:
+    """Samples per chunk: as many as keep the buffers and their temporaries near CHUNK_BYTES,
+    a multiple of 256 (a noise block) when there are that many."""
+    if not program.batched:
+        return 1
+    per_sample = 4 * sum(b.size * np.dtype(DTYPES[b.dtype]).itemsize for b in program.buffers.values())
+    fit = max(1, CHUNK_BYTES // max(per_sample, 1))
+    size = fit - fit % 256 if fit >= 256 else 1 << (fit.bit_length() - 1)
+    return min(size, batch)
+
+
 def execute(program: Program, inputs: dict[str, np.ndarray], target: Target | None = None,
             options: SimOptions | None = None, validated: bool = False,
-            progress: Callable[..., None] | None = None) -> dict[str, np.ndarray]:
+            progress: Callable[..., None] | None = None, chunk: int | None = None,
+            workers: int | None = None) -> dict[str, np.ndarray]:
     """Run ``program`` on ``inputs`` (ONNX input name → array) and return its outputs by name.
 
     ``target`` describes the chip (default: the preset named by the program); ``options`` set
     time since programming, seed and noise switches. The program is validated first (bounds of
     every view), unless the caller already did. ``progress(done, total, note)``, if given, is
-    called as crossbar tiles are programmed and top-level statements run (for progress bars).
+    called as crossbar tiles are programmed and statements (or chunks) run (for progress bars).
+
+    The batch runs in chunks of ``chunk`` samples (default: ``chunk_size``), by ``workers``
+    threads (default: one per processor), so memory stays bounded whatever the batch; the
+    outputs do not depend on either (read noise is drawn per sample, ``runtime.noise``).
     """
     if not validated:
         validate(program)
     batch = _batch_size(program, inputs)
+    options = options or SimOptions()
     tiles = len(program.tiles)
-    total = tiles + sum(len(stream) for stream in program.cores.values()) + len(program.cores)
-    machine = Machine(program, batch, target, options,
-                      progress and (lambda done, _total, note: progress(done, total, note)))
-    for port in program.inputs:
-        machine.mem[port.buffer][...] = port_array(port, inputs[port.name]).reshape(batch, -1)
+    steps = sum(len(stream) for stream in program.cores.values()) + len(program.cores)
+    total = tiles + steps
+    chip = Chip(program, target, options, progress and (lambda done, _total, note: progress(done, total, note)))
+    feeds = {port.buffer: port_array(port, inputs[port.name]).reshape(batch, -1) for port in program.inputs}
+    size = max(1, min(chunk or chunk_size(program, batch), batch))
+    firsts = list(range(0, batch, size))
+    results = {port.buffer: np.empty((batch, program.buffers[port.buffer].size),
+                                     DTYPES[program.buffers[port.buffer].dtype]) for port in program.outputs}
+    machines: list[Machine] = []
+    lock = threading.Lock()
+
+    def run_chunk(first: int, report: Callable[[int], None] | None = None) -> None:
+        with lock:
+            machine = machines.pop() if machines else Machine(program, size, options=options, chip=chip)
+        n = min(size, batch - first)
+        machine.start(first, n)
+        for buffer, values in feeds.items():
+            machine.mem[buffer][...] = values[first:first + n]
+        _run_streams(machine, report)
+        for buffer, out in results.items():
+            out[first:first + n] = machine.mem[buffer]
+        with lock:
+            machines.append(machine)
+
+    with threadpool_limits(1, user_api="blas"):  # parallel over chunks, not inside each product
+        _run_chunks(run_chunk, firsts, workers, progress and (lambda done: progress(tiles + done, total, "running")),
+                    steps)
+    outputs = {}
+    for port in program.outputs:
+        arr = results[port.buffer]
+        outputs[port.name] = arr.reshape((batch,) + port.shape) if program.batched else arr.reshape(port.shape)
+    return outputs
+
+
+def _run_chunks(run_chunk: Callable, firsts: list[int], workers: int | None,
+                report: Callable[[float], None] | None, steps: int) -> None:
+    """Every chunk once: the first alone (CAM blocks are programmed on their first search), the
+    others by ``workers`` threads; ``report(done)`` hears of statements (one chunk) or chunks."""
+    if len(firsts) == 1:
+        run_chunk(0, report)
+        return
+    run_chunk(firsts[0])
+    finished = 1
+    n_workers = max(1, min(workers or os.cpu_count() or 1, len(firsts) - 1))
+    with ThreadPoolExecutor(n_workers) as pool:
+        for future in [pool.submit(run_chunk, first) for first in firsts[1:]]:
+            future.result()
+            finished += 1
+            if report is not None:
+                report(steps * finished / len(firsts))
+
+
+def _run_streams(machine: Machine, report: Callable[[int], None] | None = None) -> None:
+    """Every core's stream on one chunk, interleaved at its waits; ``report(done)`` hears of
+    each top-level statement run."""
+    program = machine.p
     mail: dict = {}
     syncs = {core: 0 for core in program.cores}
     progress_count = [0, 0]  # top-level statements run, statements run at any depth
-    report = progress and (lambda: progress(tiles + progress_count[0], total, "running"))
-    runners = {core: _stream_runner(machine, core, stream, mail, syncs, progress_count, report)
+    tell = report and (lambda: report(progress_count[0]))
+    runners = {core: _stream_runner(machine, core, stream, mail, syncs, progress_count, tell)
                for core, stream in program.cores.items()}
     waiting: dict[int, tuple] = {}
     while runners:
@@ -378,11 +577,6 @@ def execute(program: Program, inputs: dict[str, np.ndarray], target: Target | No
             raise SimulationError("deadlock: " + ", ".join(
                 f"core {c} waits ({w[0]} {w[1]})" for c, w in sorted(waiting.items()))
                 + (f"; finished cores never reach the sync" if len(runners) < len(program.cores) else ""))
-    outputs = {}
-    for port in program.outputs:
-        arr = machine.mem[port.buffer]
-        outputs[port.name] = arr.reshape((batch,) + port.shape) if program.batched else arr.reshape(port.shape)
-    return outputs
 
 
 def port_array(port, value) -> np.ndarray:
