@@ -120,7 +120,8 @@ class ProgrammedTile:
         return self.arith.input_range()
 
     def mvm(self, x: np.ndarray, noise: SampleNoise | None = None) -> np.ndarray:
-        """``x`` [M, K] integers → [M, N] (float64 holding the digitally recombined result).
+        """``x`` [M, K] integers → [M, N], the digitally recombined result (float64, or float32
+        for noisy cells).
         ``noise`` draws the read-time noise of the samples the rows belong to (rows are samples
         one after another); without it each row is a sample of a stream seeded from the tile's."""
         x = self._inputs(x)
@@ -129,9 +130,10 @@ class ProgrammedTile:
         return self._physical(x, noise)
 
     def _inputs(self, x: np.ndarray) -> np.ndarray:
-        """Integer inputs (as floats) saturated to the DAC range."""
+        """Integer inputs saturated to the DAC range, as float32 (exact: DAC codes stay far
+        below 2^24)."""
         x = np.asarray(x)
-        x = np.trunc(x) if x.dtype.kind == "f" else x.astype(np.float64)
+        x = np.trunc(x, dtype=np.float32) if x.dtype.kind == "f" else x.astype(np.float32)
         lo, hi = self.input_range()
         np.maximum(x, lo, out=x)
         return np.minimum(x, hi, out=x)
@@ -220,9 +222,9 @@ class ProgrammedTile:
         np.minimum(codes, hi / lsb, out=codes)
         weights = arith.recombination().reshape(-1) * (lsb * self.compensation)  # [I·J], (i, j) order
         if len(weights) == 1:
-            acc = codes[:, 0].astype(np.float64) * weights[0]
+            acc = codes[:, 0] * dtype(weights[0])
         else:
-            acc = np.einsum("mpn,p->mn", codes, weights.astype(dtype)).astype(np.float64)
+            acc = np.einsum("mpn,p->mn", codes, weights.astype(dtype))
         if arith.weight_offset:
             acc -= float(arith.weight_offset) * xu.sum(axis=1, keepdims=True)
         return acc
