@@ -51,9 +51,12 @@ class ProgrammedTile:
         # levels[j][p]: integer cell levels of weight slice j, polarity p (0: G+ / offset, 1: G−)
         self.levels = self.arith.polarity_levels(self.q)
         self.states = [[self._program(lv) for lv in pair] for pair in self.levels]
+        self._now = [[self.model.conductance(state, options.time) for state in pair]
+                     for pair in self.states] if self.noisy else None  # µS at the run's time
         self.g_eff = np.stack(self._conductances(options.time))  # [J, N, K], fixed for the run
-        sigma = self._read_sigma()
-        self.read_var = None if sigma is None else np.stack(sigma) ** 2  # per-cell read variance [J, N, K]
+        variance = self._read_variance()
+        self.read_var = None if variance is None else np.stack(variance)  # per-cell read variance [J, N, K]
+        self._now = None
         k = self.q.shape[1]
         self._g_t = np.ascontiguousarray(self.g_eff.reshape(-1, k).T)  # [K, J·N]: one GEMM per read
         self._var_t = None if self.read_var is None else np.ascontiguousarray(self.read_var.reshape(-1, k).T)
@@ -81,30 +84,37 @@ class ProgrammedTile:
     def _to_levels(self, g: np.ndarray) -> np.ndarray:
         return g if not self.noisy else g * (self.cell_max / self.model.g_max)
 
+    def _conductance(self, j: int, p: int, t: float) -> np.ndarray:
+        """Cell conductances (µS, or levels for exact cells) of slice j, polarity p at time t."""
+        state = self.states[j][p]
+        if not self.noisy:
+            return state.g
+        if self._now is not None and t == self.options.time:
+            return self._now[j][p]
+        return self.model.conductance(state, t)
+
     def _conductances(self, t: float) -> list[np.ndarray]:
         out = []
-        for pair in self.states:
-            gs = []
-            for state in pair:
-                gs.append(self._to_levels(self.model.conductance(state, t) if self.noisy else state.g))
+        for j, pair in enumerate(self.states):
+            gs = [self._to_levels(self._conductance(j, p, t)) for p in range(len(pair))]
             out.append(gs[0] - gs[1] if len(gs) == 2 else gs[0])
         return out
 
-    def _read_sigma(self) -> list[np.ndarray] | None:
-        """Per-cell read-noise standard deviation (level units) per weight slice, or None."""
+    def _read_variance(self) -> list[np.ndarray] | None:
+        """Per-cell read-noise variance (level units²) per weight slice, or None."""
         if not self.noisy:
             return None
         t = self.options.time
-        sig = []
-        for pair in self.states:
+        out = []
+        for j, pair in enumerate(self.states):
             var = 0.0
-            for state in pair:
+            for p, state in enumerate(pair):
                 rel = self.model.read_sigma(state, t)  # σ / |g(t)|
                 if rel is None:
                     return None
-                var = var + (self._to_levels(np.abs(self.model.conductance(state, t))) * rel) ** 2
-            sig.append(np.sqrt(var))
-        return sig
+                var = var + np.square(self._to_levels(np.abs(self._conductance(j, p, t))) * rel)
+            out.append(var)
+        return out
 
     # ------------------------------------------------------------------ reading
     def adc(self) -> tuple[float, float, float]:

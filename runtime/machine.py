@@ -130,13 +130,26 @@ class Chip:
         spec = target.crossbar
         if spec is None:
             raise SimulationError(f"the program uses crossbar tiles but target {target.name!r} has no crossbar cores")
-        rng = np.random.default_rng(self.options.seed)
-        tiles = {}
-        for name, tile in self.p.tiles.items():
-            tiles[name] = ProgrammedTile(tile, self.p.data[tile.weights], spec, target.device, self.options, rng)
+        names = list(self.p.tiles)
+        done = [0]
+        lock = threading.Lock()
+
+        def program(index: int) -> ProgrammedTile:
+            # each tile its own stream of programming noise: tiles program in any order, in parallel
+            rng = np.random.default_rng((self.options.seed, index))
+            tile = self.p.tiles[names[index]]
+            programmed = ProgrammedTile(tile, self.p.data[tile.weights], spec, target.device, self.options, rng)
             if progress is not None:
-                progress(len(tiles), len(self.p.tiles), "programming crossbars")
-        return tiles
+                with lock:
+                    done[0] += 1
+                    progress(done[0], len(names), "programming crossbars")
+            return programmed
+
+        workers = min(os.cpu_count() or 1, len(names))
+        if workers == 1:
+            return {name: program(i) for i, name in enumerate(names)}
+        with ThreadPoolExecutor(workers) as pool:
+            return dict(zip(names, pool.map(program, range(len(names)))))
 
 
 class Machine:
