@@ -8,6 +8,7 @@ loops (``loop.seq``) run their iterations one after another with the counter bou
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections import deque
@@ -17,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from nmc.isa.errors import NmcError
 from nmc.isa.instructions import BINARY_OPS, COMPARE_OPS, REDUCE_OPS, UNARY_OPS, Instr, Loop, exchanges_messages
@@ -145,7 +146,8 @@ class Chip:
                     progress(done[0], len(names), "programming crossbars")
             return programmed
 
-        workers = min(os.cpu_count() or 1, len(names))
+        cells = sum(self.p.data[t.weights].size for t in self.p.tiles.values())
+        workers = min(os.cpu_count() or 1, len(names)) if cells > PARALLEL_CELLS else 1
         if workers == 1:
             return {name: program(i) for i, name in enumerate(names)}
         with ThreadPoolExecutor(workers) as pool:
@@ -479,6 +481,7 @@ def _run_statement(machine: Machine, core: int, s, mail: dict, syncs: dict, boun
         machine.execute(s)
 
 
+PARALLEL_CELLS = 1 << 20  # tiles of fewer weights in all are programmed on one thread
 CHUNK_BYTES = 64 << 20  # the memory of a chunk's buffers (and their temporaries) aims at this
 
 
@@ -537,7 +540,7 @@ def execute(program: Program, inputs: dict[str, np.ndarray], target: Target | No
         with lock:
             machines.append(machine)
 
-    with threadpool_limits(1, user_api="blas"):  # parallel over chunks, not inside each product
+    with _blas().limit(limits=1, user_api="blas"):  # parallel over chunks, not inside each product
         _run_chunks(run_chunk, firsts, workers, progress and (lambda done: progress(tiles + done, total, "running")),
                     steps)
     outputs = {}
@@ -545,6 +548,12 @@ def execute(program: Program, inputs: dict[str, np.ndarray], target: Target | No
         arr = results[port.buffer]
         outputs[port.name] = arr.reshape((batch,) + port.shape) if program.batched else arr.reshape(port.shape)
     return outputs
+
+
+@functools.lru_cache(maxsize=1)
+def _blas() -> ThreadpoolController:
+    """The process's BLAS thread pools, found once (0.5 ms a look)."""
+    return ThreadpoolController()
 
 
 def _run_chunks(run_chunk: Callable, firsts: list[int], workers: int | None,
