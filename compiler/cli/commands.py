@@ -20,7 +20,6 @@ from nmc.compiler.cli.files import (CliError, check_model_file, check_program_fi
                                     read_calibration, read_inputs, read_labels, save_outputs, write_bytes)
 from nmc.compiler.cli.summary import (compile_summary, fmt_bytes, fmt_shape, headline, stats_summary,
                                       top1_summary, trial_summary)
-from nmc.compiler.ir.verify import VerifyError
 from nmc.compiler.progress import Progress
 from nmc.isa.errors import NmcError
 from nmc.runtime.duration import parse_duration
@@ -82,11 +81,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
         model = read_model(args.model)
         calibration = read_calibration(args.calibration, [vi.name for vi in real_inputs(model)])
     with _progress(args, "compiling") as bar:
-        # Writing a large program (compressing its weights) takes longer than compiling it.
+        # Writing a large program (hashing and writing its weights) takes about as long as compiling it.
         compiled = compile_model(model, args.target, pass_options=pass_options, calibration=calibration,
-                                 progress=lambda done, total, note="": bar(0.4 * done / total, 1.0, note))
+                                 progress=lambda done, total, note="": bar(0.5 * done / total, 1.0, note))
         program, target = compiled.program, compiled.target
-        bar(0.4, 1.0, "writing program")
+        bar(0.5, 1.0, "writing program")
         if args.asm:
             write_bytes(args.asm, format_program(program).encode())
         bound = compiled.bound()
@@ -349,8 +348,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError, io.UnsupportedOperation):
             pass
         return EXIT_OK
-    except VerifyError as e:  # a bug in nmc (not an NmcError), said in words a user can report
-        return _internal_error(args, f"the graph IR broke an invariant (a bug in nmc): {one_line(e)}")
     except (NmcError, OSError) as e:
         if args.debug:
             traceback.print_exc()
@@ -360,7 +357,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("nmc: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a bug in nmc, not a user error
+        if _is_verify_error(e):  # said in words a user can report
+            return _internal_error(args, f"the graph IR broke an invariant (a bug in nmc): {one_line(e)}")
         return _internal_error(args, f"{type(e).__name__}: {one_line(e)}")
+
+
+def _is_verify_error(e: Exception) -> bool:
+    """Whether ``e`` is the IR verifier's; that module is imported only by commands that compile,
+    and ``run`` and ``report`` import no compiler."""
+    verify = sys.modules.get("nmc.compiler.ir.verify")
+    return verify is not None and isinstance(e, verify.VerifyError)
 
 
 def _internal_error(args: argparse.Namespace, what: str) -> int:

@@ -7,7 +7,8 @@ import onnx
 
 from nmc.compiler.errors import ModelError, UnsupportedOpError
 from nmc.compiler.frontend.context import NodeContext
-from nmc.compiler.frontend.loader import check_domains, detect_batched, fix_batch, fold_constants, opset_of, read_model
+from nmc.compiler.frontend.loader import (check_domains, detect_batched, fix_batch, fold_constants, opset_of,
+                                         read_weights_apart)
 from nmc.compiler.frontend.dtypes import array_dtype, ir_dtype, out_of_int32, storage, type_name
 from nmc.compiler.frontend.ops import CONVERTERS, INTEGER_OUTPUTS, TYPED_OPS, supported_ops
 from nmc.compiler.ir.graph import Graph, TensorType
@@ -21,13 +22,14 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, batched: bool | None
     dimension. A batched graph computes one sample (leading axis 1); the runtime repeats it
     over any batch size.
     """
-    original = proto = read_model(model)
+    proto, weights = read_weights_apart(model)  # the graph (stubs for the weights), the weights as arrays
+    original = proto
     if batched is None:
         batched = detect_batched(proto)
     proto = fix_batch(proto, batched)
     supported = set(supported_ops())
     check_domains(proto, supported)
-    proto, consts, shapes = fold_constants(proto)
+    proto, consts, shapes = fold_constants(proto, weights)
     opset = opset_of(proto)
     g = Graph(batched=batched)
     # Non-float inputs are an error only where they are read as data: an int64 shape or axes input
@@ -89,16 +91,16 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, batched: bool | None
         try:
             check_batch_axis(g)
         except BatchAxisError:
-            g.batch_shapes = _probe_shapes(original)
+            g.batch_shapes = _probe_shapes(original, weights)
             check_batch_axis(g)
     return g
 
 
-def _probe_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+def _probe_shapes(model: onnx.ModelProto, weights: dict) -> dict[str, tuple[int, ...]]:
     """The model's tensor shapes at batch size ``BATCH_PROBE``, to follow a batch axis that its
     operations move (``compiler/ir/batch.py``); empty when the model does not fold at that size."""
     try:
-        _, _, shapes = fold_constants(fix_batch(model, True, size=BATCH_PROBE))
+        _, _, shapes = fold_constants(fix_batch(model, True, size=BATCH_PROBE), weights)
     except ModelError:
         return {}
     return {name: tuple(shape) for name, (shape, _) in shapes.items() if shape is not None}

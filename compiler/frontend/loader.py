@@ -1,4 +1,8 @@
-"""Read an ONNX model: check it, fix the batch dimension, fold constants, infer shapes."""
+"""Read an ONNX model: check it, fix the batch dimension, fold constants, infer shapes.
+
+The weights never go back into a protobuf: the checker and ONNX shape inference see the graph
+with stubs for its large initializers (``frontend/weights.py``), and folding computes on the
+arrays the weights were read into."""
 from __future__ import annotations
 
 import os
@@ -6,9 +10,9 @@ import os
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper, shape_inference
-from onnx.reference import ReferenceEvaluator
 
 from nmc.compiler.errors import ModelError, UnsupportedOpError
+from nmc.compiler.frontend import weights as apart
 
 # Nodes never evaluated at compile time even when their inputs are constant.
 _NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
@@ -17,24 +21,60 @@ _NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformL
 
 def read_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
     """Load a path or take a ModelProto, and run the ONNX checker on it."""
-    if isinstance(model, onnx.ModelProto):
-        proto = model
-    else:
-        path = os.fspath(model)
-        if not os.path.isfile(path):
-            raise ModelError(f"{path}: no such model file")
-        try:
-            proto = onnx.load(path)
-        except Exception as e:  # protobuf raises several unrelated types on garbage
-            raise ModelError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
-    if not proto.graph.node and not proto.graph.output:
+    proto = model if isinstance(model, onnx.ModelProto) else _load(_existing(model))
+    _check(*apart.skeleton(proto))
+    return proto
+
+
+def read_weights_apart(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """The model checked, as its graph with stubs for the large initializers
+    (``frontend/weights.py``) and every initializer as an array, name → array."""
+    try:
+        if isinstance(model, onnx.ModelProto):
+            graph, held = apart.skeleton(model)
+            _check(graph, held)
+            arrays = {t.name: apart.to_array(t) for t in model.graph.initializer if t.name in held}
+        else:
+            path = _existing(model)
+            try:
+                graph, arrays = apart.read_file(path)
+            except apart.NotPlain:  # not a protobuf it takes apart: read whole, as onnx.load reads it
+                return read_weights_apart(_load(path))
+            _check(graph, set(arrays))
+        return graph, {t.name: arrays[t.name] if t.name in arrays else apart.to_array(t)
+                       for t in graph.graph.initializer}
+    except apart.DataError as e:
+        raise ModelError(str(e)) from None
+    except onnx.checker.ValidationError as e:
+        raise ModelError(f"the ONNX checker rejects the model: {_first_line(e)}") from None
+
+
+def _existing(model: str | os.PathLike) -> str:
+    path = os.fspath(model)
+    if not os.path.isfile(path):
+        raise ModelError(f"{path}: no such model file")
+    return path
+
+
+def _load(path: str) -> onnx.ModelProto:
+    try:
+        return onnx.load(path)
+    except Exception as e:  # protobuf raises several unrelated types on garbage
+        raise ModelError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+
+
+def _check(graph: onnx.ModelProto, held: set[str]) -> None:
+    """The ONNX checker on ``graph`` (a skeleton whose initializers ``held`` are stubs)."""
+    if not graph.graph.node and not graph.graph.output:
         raise ModelError("the ONNX model has an empty graph")
     try:
-        onnx.checker.check_model(proto)
+        onnx.checker.check_model(apart.checkable(graph, held) if held else graph)
     except onnx.checker.ValidationError as e:
-        first = str(e).strip().splitlines()[0]
-        raise ModelError(f"the ONNX checker rejects the model: {first}") from None
-    return proto
+        raise ModelError(f"the ONNX checker rejects the model: {_first_line(e)}") from None
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0]
 
 
 def opset_of(model: onnx.ModelProto, domain: str = "") -> int:
@@ -88,6 +128,8 @@ _MIN_REFERENCE_OPSET = {"QuantizeLinear": 19, "DequantizeLinear": 19}
 
 
 def _evaluate(node: onnx.NodeProto, values: list[np.ndarray], opsets) -> list[np.ndarray]:
+    from onnx.reference import ReferenceEvaluator  # only when a model has something to fold
+
     least = _MIN_REFERENCE_OPSET.get(node.op_type, 0)
     opsets = [helper.make_opsetid(o.domain, max(o.version, least)) if o.domain in ("", "ai.onnx") else o
               for o in opsets]
@@ -100,25 +142,26 @@ def _evaluate(node: onnx.NodeProto, values: list[np.ndarray], opsets) -> list[np
     return ReferenceEvaluator(model).run(None, feeds)
 
 
-def _shapes(model: onnx.ModelProto) -> dict[str, tuple]:
-    out = _inferred_shapes(model)
-    seeded = None
-    for _ in range(len(model.graph.node)):  # ONNX-ML outputs ONNX's inference leaves open (ops/ml.py)
-        added = _ml_output_shapes(model, out)
+def _shapes(model: onnx.ModelProto, nodes, consts: dict[str, np.ndarray]) -> dict[str, tuple]:
+    """Static (shape, element type) of the tensors of ``model`` reduced to ``nodes`` that read ``consts``."""
+    proto, stripped = _inference_model(model, nodes, consts)
+    out = _inferred_shapes(proto, stripped)
+    for _ in range(len(nodes)):  # ONNX-ML outputs ONNX's inference leaves open (ops/ml.py)
+        added = _ml_output_shapes(proto, consts, out)
         if not added:
             break
-        if seeded is None:
-            seeded = onnx.ModelProto()
-            seeded.CopyFrom(model)
-        seeded.graph.value_info.extend(added)
-        out = _inferred_shapes(seeded)
+        proto.graph.value_info.extend(added)
+        out = _inferred_shapes(proto, stripped)
     return out
 
 
-def _ml_output_shapes(model: onnx.ModelProto, shapes: dict[str, tuple]) -> list[onnx.ValueInfoProto]:
+def _ml_output_shapes(model: onnx.ModelProto, consts: dict[str, np.ndarray],
+                      shapes: dict[str, tuple]) -> list[onnx.ValueInfoProto]:
     from nmc.compiler.frontend.ops.ml import output_shapes
 
-    known = {i.name: (tuple(i.dims), i.data_type) for i in model.graph.initializer}
+    known = {}
+    for node in model.graph.node:
+        known.update({n: (tuple(consts[n].shape), _tensor_type(consts[n])) for n in node.input if n in consts})
     known.update({name: value for name, value in shapes.items() if value[0] is not None})
     added = []
     for node in model.graph.node:
@@ -130,13 +173,19 @@ def _ml_output_shapes(model: onnx.ModelProto, shapes: dict[str, tuple]) -> list[
     return added
 
 
-def _inferred_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
+def _tensor_type(value: np.ndarray) -> int:
+    """The ONNX element type ``numpy_helper.from_array`` gives ``value``."""
+    return onnx.TensorProto.STRING if value.dtype.kind in "OUS" else helper.np_dtype_to_tensor_dtype(value.dtype)
+
+
+def _inferred_shapes(model: onnx.ModelProto, stripped: set[str]) -> dict[str, tuple]:
     try:
         inferred = shape_inference.infer_shapes(model, data_prop=True)
     except Exception as e:
         raise ModelError(f"ONNX shape inference failed: {str(e).strip().splitlines()[0]}") from None
     out = {}
-    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+    inputs = [vi for vi in inferred.graph.input if vi.name not in stripped]
+    for vi in list(inferred.graph.value_info) + inputs + list(inferred.graph.output):
         tt = vi.type.tensor_type
         if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
             out[vi.name] = (tuple(d.dim_value for d in tt.shape.dim), tt.elem_type)
@@ -145,15 +194,16 @@ def _inferred_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
     return out
 
 
-def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray], dict[str, tuple]]:
+def fold_constants(model: onnx.ModelProto, weights: dict[str, np.ndarray]
+                   ) -> tuple[onnx.ModelProto, dict[str, np.ndarray], dict[str, tuple]]:
     """Evaluate every node computable at compile time (weights, shape arithmetic: the
-    Shape/Gather/Unsqueeze/Concat chains of torch exports). Returns the reduced model, the
-    constants it reads, and static shapes (with element types) for every remaining tensor."""
-    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    Shape/Gather/Unsqueeze/Concat chains of torch exports) on ``model`` (a ``skeleton``) and
+    its initializers ``weights``. Returns the reduced model (no initializers), the constants it
+    reads, and static shapes (with element types) for every remaining tensor."""
+    consts = dict(weights)
     nodes = list(model.graph.node)
     for _ in range(64):
-        current = _rebuild(model, nodes, consts)
-        shapes = _shapes(current)
+        shapes = _shapes(model, nodes, consts)
         remaining, changed = [], False
         for node in nodes:
             value = None
@@ -177,21 +227,36 @@ def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, n
         nodes = remaining
         if not changed:
             break
-    final = _rebuild(model, nodes, consts)
-    return final, {k: v for k, v in consts.items() if _used(final, k)}, _shapes(final)
+    else:
+        shapes = _shapes(model, nodes, consts)
+    used = _used(model, nodes)
+    graph = helper.make_graph(nodes, model.graph.name or "main", real_inputs(model), list(model.graph.output))
+    final = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=max(model.ir_version, 4))
+    return final, {k: v for k, v in consts.items() if k in used}, shapes
 
 
-def _used(model: onnx.ModelProto, name: str) -> bool:
-    return any(name in n.input for n in model.graph.node) or any(o.name == name for o in model.graph.output)
+def _used(model: onnx.ModelProto, nodes) -> set[str]:
+    return {n for node in nodes for n in node.input} | {o.name for o in model.graph.output}
 
 
-def _rebuild(model: onnx.ModelProto, nodes, consts) -> onnx.ModelProto:
-    used = {n for node in nodes for n in node.input} | {o.name for o in model.graph.output}
-    inits = [numpy_helper.from_array(np.asarray(v), name=k) for k, v in consts.items() if k in used]
-    graph = helper.make_graph(nodes, model.graph.name or "main", real_inputs(model),
+def _inference_model(model: onnx.ModelProto, nodes, consts: dict[str, np.ndarray]) -> tuple[onnx.ModelProto, set[str]]:
+    """``model`` reduced to ``nodes`` for shape inference, and the names of the constants it
+    holds as typed inputs (large ones) rather than as initializers."""
+    used = _used(model, nodes)
+    inits, typed = [], []
+    for name, value in consts.items():
+        if name not in used:
+            continue
+        value = np.asarray(value)
+        if value.size > apart.SMALL and value.dtype.kind not in "OUS":
+            typed.append(helper.make_tensor_value_info(name, _tensor_type(value), value.shape))
+        else:
+            inits.append(numpy_helper.from_array(value, name=name))
+    graph = helper.make_graph(nodes, model.graph.name or "main", real_inputs(model) + typed,
                               list(model.graph.output), initializer=inits)
     # IR 4 or later: before it, shape inference ignores initializers that are not graph inputs
-    return helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=max(model.ir_version, 4))
+    proto = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=max(model.ir_version, 4))
+    return proto, {vi.name for vi in typed}
 
 
 def check_domains(model: onnx.ModelProto, supported: set[str]) -> None:

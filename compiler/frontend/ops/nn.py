@@ -26,7 +26,8 @@ def gemm(ctx: NodeContext) -> None:
     out_shape = ctx.out_shape()
     if b_value is not None and not ctx.g.is_const(a):
         b_eff = b_value.T if trans_b else b_value  # [K, N]
-        weight = ctx.add_const("weight", alpha * b_eff.T)
+        scaled = b_eff.T if alpha == 1 and b_eff.dtype == np.float32 else alpha * b_eff.T  # no copy of a large B
+        weight = ctx.add_const("weight", scaled)
         inputs = [a, weight]
         full_bias = None
         if c_value is not None and beta != 0:
