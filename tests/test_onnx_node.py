@@ -48,7 +48,9 @@ NODE_TESTS = {
     "ReduceLogSumExp": "reduce_log_sum_exp", "ReduceSumSquare": "reduce_sum_square", "Resize": "resize",
     "Selu": "selu", "Sign": "sign", "Softplus": "softplus", "Tile": "tile", "Upsample": "upsample",
     # index and mask tensors (tests/test_integer_tensors.py)
-    "Gather": "gather(?!_elements|nd)", "Equal": "equal", "Less": "less(?!_equal)", "LessOrEqual": "less_equal",
+    "Gather": "gather(?!_elements|nd)", "GatherElements": "gather_elements", "GatherND": "gathernd",
+    "ScatterElements": "scatter_elements", "Scatter": "scatter_(with|without)_axis", "ScatterND": "scatternd",
+    "Equal": "equal", "Less": "less(?!_equal)", "LessOrEqual": "less_equal",
     "Greater": "greater(?!_equal)", "GreaterOrEqual": "greater_equal", "Not": "not", "And": "and([234]d)?",
     "Or": "or([234]d)?", "Xor": "xor([234]d)?", "Where": "where", "Mod": "mod",
     "ConstantOfShape": "constantofshape", "Range": "range",
