@@ -395,3 +395,14 @@ def test_refused_attributes_are_one_line_naming_the_node(model, error, text):
     message = str(caught.value)
     assert "\n" not in message and f"'{model.graph.node[0].op_type}_0'" in message
     assert isinstance(caught.value, CompileError)
+
+
+def test_a_folded_node_with_an_omitted_optional_input():
+    """Clip(c, "", hi) of a constant ``c`` folds at compile time: the omitted ``min`` must not
+    shift ``hi`` into its place (Swin V2's export; the loader once paired names and values
+    wrongly and clipped at ``hi`` from below)."""
+    c = np.linspace(-3, 3, 15, dtype=np.float32).reshape(1, 3, 5)
+    hi = np.array(1.0, np.float32)
+    model = make_model([node("Clip", ["c", "", "hi"], ["clipped"]), node("Add", ["x", "clipped"], ["y"])],
+                       {"x": ["N", 3, 5]}, {"y": None}, {"c": c, "hi": hi}, 17)
+    assert_matches_onnxruntime(model, rtol=1e-6)

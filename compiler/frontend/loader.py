@@ -133,12 +133,13 @@ def _evaluate(node: onnx.NodeProto, values: list[np.ndarray], opsets) -> list[np
     least = _MIN_REFERENCE_OPSET.get(node.op_type, 0)
     opsets = [helper.make_opsetid(o.domain, max(o.version, least)) if o.domain in ("", "ai.onnx") else o
               for o in opsets]
+    names = [n for n in node.input if n]  # ``values`` of the inputs given: an omitted optional one ("") has none
     inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-              for n, v in zip(node.input, values) if n]
+              for n, v in zip(names, values)]
     outputs = [helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None) for n in node.output if n]
     graph = helper.make_graph([node], "fold", inputs, outputs)
     model = helper.make_model(graph, opset_imports=list(opsets))
-    feeds = {n: v for n, v in zip(node.input, values) if n}
+    feeds = dict(zip(names, values))
     return ReferenceEvaluator(model).run(None, feeds)
 
 

@@ -123,7 +123,22 @@ def summarize(program: Program, target: Target, mapping: dict, stats: Stats) -> 
         "tops_per_mm2": float(stats.tops_per_mm2()),
         "area_mm2": float(sum(stats.area_mm2.values())),
         "clock_ghz": float(stats.clock_ghz),
+        "per_token": per_token(program, stats),
     }
+
+
+def per_token(program: Program, stats: Stats) -> dict | None:
+    """A sequence model's figures per token, or None: its tokens are the elements of its first
+    integer input (token ids, e.g. ``input_ids`` [16] per sample), and the program computes every
+    position, padding included, so per token = per inference / tokens."""
+    port = next((p for p in program.inputs if p.dtype == "i32" and p.shape), None)
+    if port is None:
+        return None
+    tokens = int(np.prod(port.shape))
+    energy = float(stats.energy_total_pj)
+    return {"input": port.name, "tokens": tokens, "latency_s": float(stats.latency_s) / tokens,
+            "energy_pj": energy / tokens, "energy_j": energy * 1e-12 / tokens,
+            "throughput_per_s": float(stats.throughput_per_s) * tokens}
 
 
 def _core_kind(layer: dict, target: Target) -> str:

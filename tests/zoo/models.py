@@ -95,15 +95,19 @@ class _Logits:
         return Wrap().eval()
 
 
-def _bert():
-    import torch
-    from transformers import BertConfig, BertModel
+def _bert(attention="sdpa"):
+    """BERT with ``attention`` as Hugging Face implements it: "sdpa" (torch's fused attention,
+    which the TorchScript exporter knows from opset 14) or "eager" (matmul, softmax, matmul)."""
+    def build():
+        import torch
+        from transformers import BertConfig, BertModel
 
-    cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=16)
-    ids = _ids()
-    mask = torch.ones_like(ids)
-    return _Logits(BertModel(cfg, add_pooling_layer=False), "last_hidden_state"), (ids, mask)
+        cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=16, attn_implementation=attention)
+        ids = _ids()
+        mask = torch.ones_like(ids)
+        return _Logits(BertModel(cfg, add_pooling_layer=False), "last_hidden_state"), (ids, mask)
+    return build
 
 
 def _distilbert():
@@ -120,6 +124,21 @@ def _gpt2():
 
     cfg = GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=2, n_positions=16)
     return _Logits(GPT2Model(cfg), "last_hidden_state"), (_ids(),)
+
+
+def _tv_swin(v2=False):
+    """torchvision's Swin Transformer (v1, or v2 with its cosine attention, log-spaced relative
+    positions and post-norm), tiny: 4x4 patches of a 32x32 image, windows of 4x4 patches shifted by
+    2 in every second block, one patch merging; dims 16 and 32, 2 and 4 heads."""
+    def build():
+        _torchvision()
+        from torchvision.models import swin_transformer as swin
+
+        blocks = {"block": swin.SwinTransformerBlockV2, "downsample_layer": swin.PatchMergingV2} if v2 else {}
+        return swin.SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[2, 2], num_heads=[2, 4],
+                                    window_size=[4, 4], stochastic_depth_prob=0.0, num_classes=10,
+                                    **blocks).eval(), _image(32)
+    return build
 
 
 def _hf_vit():
@@ -208,13 +227,22 @@ ZOO = [
     ZooModel("vit_tiny_torchvision", "torchvision", _tv_vit),
     ZooModel("vit_tiny_torchvision_dynamo", "torchvision", _tv_vit, dynamo=True, opset=18),
     ZooModel("lraspp_mobilenet_v3", "torchvision segmentation", _tv_segmentation),
-    ZooModel("bert_tiny", "huggingface", _bert),
+    ZooModel("swin_tiny_torchvision", "torchvision", _tv_swin()),
+    ZooModel("swin_tiny_torchvision_dynamo", "torchvision", _tv_swin(), dynamo=True, opset=18),
+    ZooModel("swin_v2_tiny_torchvision_opset20", "torchvision", _tv_swin(v2=True), opset=20),
+    ZooModel("bert_tiny", "huggingface", _bert()),
+    ZooModel("bert_tiny_eager_opset13", "huggingface", _bert("eager"), opset=13),
+    ZooModel("bert_tiny_opset18", "huggingface", _bert(), opset=18),
+    ZooModel("bert_tiny_dynamo", "huggingface", _bert(), dynamo=True, opset=18),
     ZooModel("distilbert_tiny", "huggingface", _distilbert),
     ZooModel("gpt2_tiny", "huggingface", _gpt2),
     ZooModel("vit_tiny_hf", "huggingface", _hf_vit),
+    ZooModel("vit_tiny_hf_dynamo", "huggingface", _hf_vit, dynamo=True, opset=18),
     ZooModel("wav2vec2_tiny", "huggingface", _wav2vec2),
     ZooModel("deit_tiny_timm", "timm", _timm("deit_tiny_patch16_224", 32, patch_size=8, depth=2)),
     ZooModel("lstm_2layer", "recurrent", _recurrent("LSTM")),
+    ZooModel("lstm_2layer_opset14", "recurrent", _recurrent("LSTM"), opset=14),
+    ZooModel("lstm_2layer_opset20", "recurrent", _recurrent("LSTM"), opset=20),
     ZooModel("gru_bidirectional", "recurrent", _recurrent("GRU", bidirectional=True)),
     ZooModel("rnn_2layer", "recurrent", _recurrent("RNN")),
     ZooModel("unet_small", "segmentation", _unet),
@@ -228,6 +256,7 @@ def export(model: ZooModel, out: Path) -> tuple[Path, dict[str, np.ndarray]]:
     """Build, export to ``out/NAME.onnx`` with fixed shapes, return the path and the sample inputs."""
     import torch
 
+    _torchvision()  # transformers and timm import torchvision when it is installed: declare its ops first
     torch.manual_seed(0)
     module, args = model.build()
     with torch.no_grad():  # zero-initialised heads (torchvision's ViT) would make the output constant
