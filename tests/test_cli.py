@@ -14,6 +14,7 @@ import pytest
 from helpers import make_model, run_ort
 from onnx import helper
 
+import nmc
 import nmc.compiler.cli.commands
 import nmc.compiler.driver
 import nmc.compiler.verify
@@ -22,7 +23,7 @@ from nmc.compiler.errors import CompileError
 from nmc.compiler.ir.verify import VerifyError
 from nmc.isa import load_program
 
-REPO = Path(__file__).resolve().parent.parent
+TARGETS = Path(nmc.__file__).resolve().parent / "backends" / "targets"  # the presets nmc ships
 RNG = np.random.default_rng(0)
 
 
@@ -207,7 +208,7 @@ def test_unknown_target(files, capsys):
 
 
 def test_target_with_bad_field(files, capsys):
-    bad = (REPO / "backends" / "targets" / "ideal.toml").read_text().replace("clock_ghz = 1.0", 'clock_ghz = "fast"')
+    bad = (TARGETS / "ideal.toml").read_text().replace("clock_ghz = 1.0", 'clock_ghz = "fast"')
     (files / "bad.toml").write_text(bad)
     _error(capsys, ["compile", str(files / "model.onnx"), "--target", str(files / "bad.toml")],
            "bad.toml", "chip.clock_ghz")
@@ -294,7 +295,7 @@ def test_subprocess_exit_code_and_stderr(tmp_path):
 
 def test_program_carries_its_target(files, capsys):
     """A program compiled for a target file runs after that file is gone."""
-    text = (REPO / "backends" / "targets" / "ideal.toml").read_text().replace('name = "ideal"', 'name = "my-chip"')
+    text = (TARGETS / "ideal.toml").read_text().replace('name = "ideal"', 'name = "my-chip"')
     (files / "my_chip.toml").write_text(text)
     assert main(["compile", str(files / "model.onnx"), "--target", str(files / "my_chip.toml"),
                  "-o", str(files / "m.nmc")]) == 0

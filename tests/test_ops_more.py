@@ -264,8 +264,12 @@ def test_conv_transpose_matches_onnxruntime(case):
 
 
 def _upsampling_decoder(batch="N"):
-    """A U-Net-style decoder step: ReLU, a stride-2 ConvTranspose with padding and output padding."""
-    inits = {"w": weights(8, 4, 3, 3), "b": weights(4)}
+    """A U-Net-style decoder step: ReLU, a stride-2 ConvTranspose with padding and output padding.
+    Its weights come from their own stream, so the error bounds below do not depend on which
+    tests ran before (over seeds 0-7 the largest error is 0.04-0.09 of the largest output)."""
+    rng = np.random.default_rng(0)
+    inits = {"w": rng.standard_normal((8, 4, 3, 3)).astype(np.float32),
+             "b": rng.standard_normal(4).astype(np.float32)}
     return make_model([node("Relu", ["x"], ["r"]),
                        node("ConvTranspose", ["r", "w", "b"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1],
                             output_padding=[1, 1])],
