@@ -1,0 +1,176 @@
+"""Mutation testing of the simulator, the passes and codegen with mutmut (docs/testing.md).
+
+    python tests/mutation/mutate.py                      # every module in scope, 2 workers
+    python tests/mutation/mutate.py "nmc.runtime.noise*" # mutants whose names match (fnmatch)
+    python tests/mutation/mutate.py --summary            # tables of the last run, no new run
+    python tests/mutation/mutate.py --survivors runtime/noise.py   # their diffs, for triage
+
+mutmut names a module by its path, and the repository root *is* the package ``nmc``; so the
+work directory holds the package under ``nmc/`` beside ``tests/`` and ``examples/`` (a layout
+mutmut understands), copied from this checkout. Mutants run against the default test selection
+(pyproject's ``addopts``: not slow, not zoo), so a killed mutant is one the README's test
+command catches. Mutants listed in ``triage.toml`` as equivalent (no behaviour can tell them
+apart) leave the denominator; every other survivor counts against the score.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections import Counter, defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+SCOPE = ["runtime", "compiler/passes", "compiler/codegen"]
+# the docs generators (isa/docs.py, frontend/docs.py) find docs/ beside the package
+PACKAGE = ["__init__.py", "compiler", "isa", "backends", "runtime", "docs"]
+BESIDE = ["tests", "examples", "docs", "README.md"]
+# test_layout.py checks the repository's own layout, which the work directory rearranges
+IGNORE = ["tests/test_layout.py"]
+KILLED = {"killed", "timeout"}  # mutmut counts a mutant that hangs the tests as caught
+
+
+def prepare(work: Path) -> None:
+    """Copy this checkout into ``work`` as ``nmc/`` + tests; keep mutmut's state if present."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "mutants")
+    (work / "nmc").mkdir(parents=True, exist_ok=True)
+    for name in PACKAGE:
+        _copy(REPO / name, work / "nmc" / name, ignore)
+    for name in BESIDE:
+        _copy(REPO / name, work / name, ignore)
+    config = (REPO / "pyproject.toml").read_text()
+    selection = ", ".join(f'"{x}"' for x in ["tests"] + [f"--ignore={i}" for i in IGNORE])
+    config += (
+        "\n[tool.mutmut]\n"
+        f"source_paths = [{', '.join(f'"nmc/{s}"' for s in SCOPE)}]\n"
+        f"pytest_add_cli_args_test_selection = [{selection}]\n"
+        'also_copy = ["nmc", "examples", "docs", "README.md"]\n'
+    )
+    (work / "pyproject.toml").write_text(config)
+
+
+def _copy(src: Path, dst: Path, ignore) -> None:
+    if src.is_dir():
+        shutil.copytree(src, dst, ignore=ignore, dirs_exist_ok=True)
+    else:
+        shutil.copy2(src, dst)
+
+
+def run(work: Path, patterns: list[str], workers: int) -> int:
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.call([sys.executable, "-m", "mutmut", "run", "--max-children", str(workers), *patterns],
+                           cwd=work, env=env)
+
+
+def statuses(work: Path) -> dict[str, str]:
+    """Mutant name -> mutmut status (killed, survived, timeout, no tests, not checked, ...)."""
+    out = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work,
+                         capture_output=True, text=True, check=True).stdout
+    found = {}
+    for line in out.splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if sep and name.startswith("nmc."):
+            found[name] = status
+    return found
+
+
+def diff(work: Path, name: str) -> list[str]:
+    """The mutant's changed lines ('-' original, '+' mutant), without the file header."""
+    out = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work,
+                         capture_output=True, text=True).stdout
+    return [line for line in out.splitlines()
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+
+
+def triaged() -> list[dict]:
+    path = HERE / "triage.toml"
+    return tomllib.loads(path.read_text()).get("equivalent", []) if path.exists() else []
+
+
+def _function(name: str) -> str:
+    """``nmc.runtime.noise.x_rows_noise__mutmut_3`` -> ``nmc.runtime.noise.x_rows_noise``."""
+    return name.rpartition("__mutmut_")[0]
+
+
+def module_of(name: str) -> str:
+    parts = _function(name).split(".")
+    return "/".join(p for p in parts[1:-1]) + ".py"
+
+
+def equivalent(work: Path, found: dict[str, str]) -> set[str]:
+    """Survivors that a triage entry explains: same function, same changed lines."""
+    entries = triaged()
+    by_function = defaultdict(list)
+    for e in entries:
+        by_function[e["function"]].append(e)
+    hits = set()
+    for name, status in found.items():
+        if status in KILLED or _function(name) not in by_function:
+            continue
+        lines = diff(work, name)
+        if any(lines == e["diff"] for e in by_function[_function(name)]):
+            hits.add(name)
+    return hits
+
+
+def summary(work: Path) -> str:
+    found = statuses(work)
+    same = equivalent(work, found)
+    rows = defaultdict(Counter)
+    for name, status in found.items():
+        rows[module_of(name)]["equivalent" if name in same else status] += 1
+    head = "| module | mutants | killed | survived | no tests | equivalent | not run | score |\n|---|---|---|---|---|---|---|---|"
+    lines, total = [head], Counter()
+    for module in sorted(rows):
+        c = rows[module]
+        total.update(c)
+        lines.append(_row(module, c))
+    lines.append(_row("**all**", total))
+    return "\n".join(lines)
+
+
+def _row(label: str, c: Counter) -> str:
+    killed = sum(c[s] for s in KILLED)
+    run_ = sum(c.values()) - c["not checked"] - c["skipped"]
+    counted = run_ - c["equivalent"]
+    score = f"{100 * killed / counted:.1f} %" if counted else "–"
+    return (f"| {label} | {sum(c.values())} | {killed} | {c['survived'] + c['suspicious']} | {c['no tests']} | "
+            f"{c['equivalent']} | {c['not checked']} | {score} |")
+
+
+def survivors(work: Path, module: str) -> None:
+    found = statuses(work)
+    same = equivalent(work, found)
+    for name, status in sorted(found.items()):
+        if module_of(name) == module and status not in KILLED and status != "not checked" and name not in same:
+            print(f"# {name}: {status}")
+            print("\n".join(diff(work, name)))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("patterns", nargs="*", help="mutant name globs (default: everything in scope)")
+    ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "nmc-mutation")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--summary", action="store_true", help="print the tables of the last run only")
+    ap.add_argument("--survivors", metavar="MODULE", help="print surviving mutants of e.g. runtime/noise.py")
+    args = ap.parse_args(argv)
+    if args.survivors:
+        survivors(args.work, args.survivors)
+        return 0
+    if not args.summary:
+        prepare(args.work)
+        code = run(args.work, args.patterns, args.workers)
+        if code not in (0, 1):   # mutmut exits 1 when there are survivors
+            return code
+    print(summary(args.work))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
