@@ -44,10 +44,11 @@ def prepare(work: Path) -> None:
     for name in BESIDE:
         _copy(REPO / name, work / name, ignore)
     config = (REPO / "pyproject.toml").read_text()
+    sources = ", ".join(f'"nmc/{s}"' for s in SCOPE)
     selection = ", ".join(f'"{x}"' for x in ["tests"] + [f"--ignore={i}" for i in IGNORE])
     config += (
         "\n[tool.mutmut]\n"
-        f"source_paths = [{', '.join(f'"nmc/{s}"' for s in SCOPE)}]\n"
+        f"source_paths = [{sources}]\n"
         f"pytest_add_cli_args_test_selection = [{selection}]\n"
         'also_copy = ["nmc", "examples", "docs", "README.md"]\n'
     )
