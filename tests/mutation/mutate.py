@@ -9,7 +9,7 @@ mutmut names a module by its path, and the repository root *is* the package ``nm
 work directory holds the package under ``nmc/`` beside ``tests/`` and ``examples/`` (a layout
 mutmut understands), copied from this checkout. Mutants run against the default test selection
 (pyproject's ``addopts``: not slow, not zoo), so a killed mutant is one the README's test
-command catches. Mutants listed in ``triage.toml`` as equivalent (no behaviour can tell them
+command catches. Mutants listed in ``triage/*.toml`` as equivalent (no behaviour can tell them
 apart) leave the denominator; every other survivor counts against the score.
 """
 from __future__ import annotations
@@ -82,15 +82,20 @@ def statuses(work: Path) -> dict[str, str]:
 
 def diff(work: Path, name: str) -> list[str]:
     """The mutant's changed lines ('-' original, '+' mutant), without the file header."""
-    out = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work,
-                         capture_output=True, text=True).stdout
-    return [line for line in out.splitlines()
+    os.chdir(work)  # mutmut reads its configuration and mutants from the working directory
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    return [line for line in get_diff_for_mutant(name).splitlines()
             if line[:1] in "+-" and not line.startswith(("+++", "---"))]
 
 
 def triaged() -> list[dict]:
-    path = HERE / "triage.toml"
-    return tomllib.loads(path.read_text()).get("equivalent", []) if path.exists() else []
+    """The equivalent mutants of ``triage/*.toml``: ``[[equivalent]]`` tables with ``function``
+    (mutmut's name without ``__mutmut_N``), ``diff`` (the changed lines) and ``why``."""
+    entries = []
+    for path in sorted((HERE / "triage").glob("*.toml")):
+        entries += tomllib.loads(path.read_text()).get("equivalent", [])
+    return entries
 
 
 def _function(name: str) -> str:
@@ -148,7 +153,7 @@ def survivors(work: Path, module: str) -> None:
     found = statuses(work)
     same = equivalent(work, found)
     for name, status in sorted(found.items()):
-        if module_of(name) == module and status not in KILLED and status != "not checked" and name not in same:
+        if module_of(name) == module and status not in KILLED | {"not checked"} and name not in same:
             print(f"# {name}: {status}")
             print("\n".join(diff(work, name)))
 
