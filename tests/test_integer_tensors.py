@@ -322,3 +322,83 @@ def test_bert_token_type_ids_buffer_folds_through_gather_elements(tmp_path):
     ids = np.random.default_rng(10).integers(0, VOCAB, (3, 16))
     out = execute(compile_model(model, target="ideal").program, {"ids": ids})["y"]
     np.testing.assert_array_equal(out, _onnxruntime(model, {"ids": ids})[0])
+
+
+# ----------------------------------------------------------------------------- Pad, Clip, MaxPool on integers
+def _one_typed(op, elem, shape, out_shape, attrs=None, inits=(), extra=(), opset=19):
+    x = helper.make_tensor_value_info("x", elem, shape)
+    node = helper.make_node(op, ["x", *extra], ["y"], **(attrs or {}))
+    return _model([node], [x], [helper.make_tensor_value_info("y", elem, out_shape)], list(inits), opset)
+
+
+_NP = {TensorProto.INT8: np.int8, TensorProto.UINT8: np.uint8, TensorProto.INT32: np.int32,
+       TensorProto.INT64: np.int64}
+
+
+def _check_typed(model, elem, shape, low=-100, high=100, seed=11):
+    value = np.random.default_rng(seed).integers(max(low, np.iinfo(_NP[elem]).min),
+                                                 min(high, np.iinfo(_NP[elem]).max), shape).astype(_NP[elem])
+    (ref,) = _onnxruntime(model, {"x": value})
+    out = execute(compile_model(model, target="ideal").program, {"x": value})["y"]
+    assert out.dtype == np.int32
+    np.testing.assert_array_equal(out, ref.astype(np.int64))
+
+
+@pytest.mark.parametrize("mode", ["constant", "edge", "reflect", "wrap"])
+@pytest.mark.parametrize("elem", [TensorProto.INT32, TensorProto.INT64])
+def test_pad_of_integers_in_every_mode_matches_onnxruntime_with_a_free_batch(mode, elem):
+    pads = numpy_helper.from_array(np.array([0, 1, 2, 0, 2, 1], np.int64), "pads")
+    value = numpy_helper.from_array(np.array(-7, _NP[elem]), "value")
+    model = _one_typed("Pad", elem, ["N", 3, 4], ["N", 6, 7], {"mode": mode}, [pads, value], ["pads", "value"])
+    _check_typed(model, elem, (3, 3, 4))
+
+
+def test_integer_pad_values_beyond_2_24_are_refused():
+    pads = numpy_helper.from_array(np.array([0, 1, 0, 1], np.int64), "pads")
+    value = numpy_helper.from_array(np.array(2 ** 25 + 1, np.int64), "value")
+    model = _one_typed("Pad", TensorProto.INT64, [2, 3], [2, 5], {}, [pads, value], ["pads", "value"])
+    with pytest.raises(UnsupportedOpError, match="node 'Pad_0' .*whole values up to 2\\^24"):
+        compile_model(model, target="ideal")
+
+
+@pytest.mark.parametrize("elem, bounds", [(TensorProto.INT8, (-5, 7)), (TensorProto.UINT8, (3, None)),
+                                          (TensorProto.INT32, (None, -2)), (TensorProto.INT64, (-20, 20))])
+def test_clip_of_integers_matches_onnxruntime(elem, bounds):
+    inits, names = [], []
+    for name, bound in zip(("lo", "hi"), bounds):
+        names.append("" if bound is None else name)
+        if bound is not None:
+            inits.append(numpy_helper.from_array(np.array(bound, _NP[elem]), name))
+    while names and not names[-1]:
+        names.pop()
+    model = _one_typed("Clip", elem, ["N", 4, 5], ["N", 4, 5], inits=inits, extra=names, opset=13)
+    _check_typed(model, elem, (3, 4, 5), low=-40, high=40)
+
+
+def test_integer_clip_bounds_beyond_2_24_are_refused():
+    hi = numpy_helper.from_array(np.array(2 ** 24 + 1, np.int64), "hi")
+    model = _one_typed("Clip", TensorProto.INT64, [2, 3], [2, 3], inits=[hi], extra=["", "hi"], opset=13)
+    with pytest.raises(UnsupportedOpError, match="node 'Clip_0' .*max 1.67772e\\+07 of an integer Clip"):
+        compile_model(model, target="ideal")
+
+
+@pytest.mark.parametrize("elem", [TensorProto.UINT8, TensorProto.INT8])
+@pytest.mark.parametrize("attrs, out", [
+    ({"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, [5, 6]),
+    ({"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}, [3, 3]),
+    ({"kernel_shape": [2, 3], "dilations": [2, 1], "pads": [0, 2, 1, 0]}, [4, 6]),
+], ids=["pads", "ceil_mode", "dilations"])
+def test_max_pool_of_integers_matches_onnxruntime_with_a_free_batch(elem, attrs, out):
+    """Integers have no -inf: the padding is an explicit Pad by int32's minimum, which no element exceeds."""
+    model = _one_typed("MaxPool", elem, ["N", 2, 5, 6], ["N", 2, *out], attrs, opset=12)
+    _check_typed(model, elem, (3, 2, 5, 6), low=-128, high=256)
+
+
+def test_average_pool_of_integers_is_refused_naming_the_node():
+    x = helper.make_tensor_value_info("x", TensorProto.INT32, [1, 1, 4, 4])
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2])], "g", [x],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 1, 3, 3])]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(UnsupportedOpError, match="AveragePool on float tensors"):
+        compile_model(model, target="ideal")

@@ -7,11 +7,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import helper
+from onnx import TensorProto, helper
+from onnx.reference import ReferenceEvaluator
 
 from helpers import make_model, run_ort
 from nmc.compiler import compile_model
-from nmc.compiler.errors import CompileError, ModelError, NotConstantError, UnsupportedOpError
+from nmc.compiler.errors import CompileError, NotConstantError, UnsupportedOpError
 from nmc.compiler.frontend import import_onnx
 from nmc.compiler.ir import ops
 from nmc.compiler.ir.verify import BatchAxisError
@@ -165,20 +166,139 @@ def test_dropout_with_a_declared_mask_nothing_reads(opset):
     assert_matches_onnxruntime(model)
 
 
-@pytest.mark.parametrize("reader", ["node", "graph output"])
-def test_dropout_mask_that_is_read_is_refused(reader):
-    nodes = [node("Dropout", ["x"], ["d", "mask"], ratio=0.5)]
-    outputs = {"d": [1, 3]}
-    if reader == "node":
-        nodes.append(node("Add", ["d", "mask"], ["y"], name="uses_mask"))
-        outputs = {"y": [1, 3]}
-    else:
-        outputs["mask"] = [1, 3]
-    model = make_model(nodes, {"x": [1, 3]}, outputs, opset=9)
-    with pytest.raises(ModelError, match="mask output 'mask' of Dropout node 'Dropout_0'") as caught:
-        import_onnx(model)
-    assert "\n" not in str(caught.value)
-    assert ("uses_mask" if reader == "node" else "graph output 'mask'") in str(caught.value)
+@pytest.mark.parametrize("batch", ["N", 2])
+@pytest.mark.parametrize("opset", [9, 13])
+def test_dropout_mask_is_all_true_when_read_or_declared_as_an_output(batch, opset):
+    """Inference keeps every element: the mask is a constant, all true (bool from opset 10, ones
+    of the data's type before). onnxruntime agrees from opset 12; its kernel for opsets 7-11
+    writes a mask of zeros, so those are checked against ONNX's reference, which keeps all."""
+    mask_type = TensorProto.BOOL if opset >= 10 else TensorProto.FLOAT
+    nodes = [node("Dropout", ["x"], ["d", "mask"], **({"ratio": 0.5} if opset < 12 else {})),
+             node("Cast", ["mask"], ["kept"], to=TensorProto.FLOAT), node("Mul", ["d", "kept"], ["y"])]
+    model = make_model(nodes, {"x": [batch, 3, 4]}, {"y": [batch, 3, 4]}, opset=opset)
+    model.graph.output.append(helper.make_tensor_value_info("mask", mask_type, [batch, 3, 4]))
+    feeds = _feeds(model, samples=3)
+    want = run_ort(model, feeds) if opset >= 12 else ReferenceEvaluator(model).run(None, feeds)
+    got = execute(compile_model(model).program, feeds)
+    np.testing.assert_array_equal(got["y"], want[0])
+    np.testing.assert_array_equal(got["mask"], np.asarray(want[1]).astype(got["mask"].dtype))
+    assert np.asarray(want[1]).all() and got["mask"].shape == ((3, 3, 4) if batch == "N" else (2, 3, 4))
+
+
+def test_dropout_mask_costs_nothing_when_nothing_reads_it():
+    declared = make_model([node("Dropout", ["x"], ["d", "mask"], ratio=0.5), node("Relu", ["d"], ["y"])],
+                          {"x": ["N", 3, 4]}, {"y": ["N", 3, 4]}, opset=9)
+    plain = make_model([node("Relu", ["x"], ["y"])], {"x": ["N", 3, 4]}, {"y": ["N", 3, 4]}, opset=9)
+    assert compile_model(declared).program.consts.keys() == compile_model(plain).program.consts.keys()
+    assert names_of(declared) == [ops.Unary]
+
+
+# ----------------------------------------------------------------------------- Pad modes
+def pad_model(mode: str, pads, shape=("N", 2, 4, 5), opset: int = 19, axes=None) -> onnx.ModelProto:
+    if opset < 11:
+        return make_model([node("Pad", ["x"], ["y"], mode=mode, pads=list(pads))], {"x": list(shape)}, {"y": None},
+                          opset=opset)
+    inits = {"pads": np.array(pads, np.int64)}
+    names = ["x", "pads"]
+    if axes is not None:
+        inits["axes"] = np.array(axes, np.int64)
+        names += ["", "axes"]
+    return make_model([node("Pad", names, ["y"], mode=mode)], {"x": list(shape)}, {"y": None}, inits, opset)
+
+
+PADS = {
+    "spatial": [0, 0, 1, 2, 0, 0, 3, 1],
+    "one side": [0, 0, 0, 3, 0, 0, 2, 0],
+    "widest": [0, 0, 3, 4, 0, 0, 3, 4],  # reflect: up to size − 1; edge and wrap would take more
+    "channels": [0, 1, 0, 0, 0, 1, 2, 0],
+}
+
+
+@pytest.mark.parametrize("mode", ["edge", "reflect", "wrap"])
+@pytest.mark.parametrize("case", sorted(PADS))
+def test_pad_modes_match_onnxruntime_with_a_free_batch(mode, case):
+    model = pad_model(mode, PADS[case])
+    assert_matches_onnxruntime(model, rtol=0)
+    padded_axes = sum(1 for a in range(4) if PADS[case][a] or PADS[case][4 + a])
+    assert names_of(model) == [ops.Gather] * padded_axes  # one gather per padded axis, by a constant table
+
+
+@pytest.mark.parametrize("mode, pads, opset, axes", [
+    ("reflect", [0, 0, 1, 2, 0, 0, 2, 1], 2, None),    # pads as an attribute
+    ("edge", [0, 0, 1, 2, 0, 0, 2, 1], 13, None),
+    ("edge", [2, 1, 1, 3], 18, [2, -1]),             # the axes input
+    ("wrap", [0, 0, 5, 7, 0, 0, 6, 9], 19, None),      # wider than the axis: wrapped again
+    ("edge", [0, 0, 6, 0, 0, 0, 9, 1], 19, None),
+])
+def test_pad_mode_variants_match_onnxruntime(mode, pads, opset, axes):
+    assert_matches_onnxruntime(pad_model(mode, pads, opset=opset, axes=axes), rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["edge", "reflect", "wrap"])
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_pad_sources_follow_numpy_pad_at_any_width(mode, size):
+    """ONNX's reference pads with numpy.pad (onnxruntime refuses reflect pads beyond size − 1)."""
+    from nmc.compiler.frontend.ops.shape import pad_sources
+
+    values = np.arange(size) * 10
+    for begin in range(8):
+        for end in range(8):
+            want = np.pad(values, (begin, end), mode=mode)
+            np.testing.assert_array_equal(values[pad_sources(mode, size, begin, end)], want)
+
+
+def test_pad_mode_refusals_name_the_node():
+    with pytest.raises(UnsupportedOpError, match=r"node 'Pad_0' .*mode='symmetric'; supported: 'constant', 'edge'"):
+        compile_model(pad_model("symmetric", [0, 0, 1, 1, 0, 0, 1, 1]))
+    with pytest.raises(UnsupportedOpError, match="node 'Pad_0' .*negative pads"):
+        compile_model(pad_model("edge", [0, 0, -1, 1, 0, 0, 1, 1]))
+    with pytest.raises(BatchAxisError, match="node 'Pad_0' .*pads the batch axis"):
+        compile_model(pad_model("reflect", [1, 0, 0, 0, 1, 0, 0, 0]))
+    fixed = pad_model("reflect", [1, 0, 0, 0, 1, 0, 0, 0], shape=(2, 2, 4, 5))  # a fixed batch is one tensor
+    assert_matches_onnxruntime(fixed, rtol=0)
+
+
+# ----------------------------------------------------------------------------- MaxPool's Indices
+def max_pool_with_indices(shape, attrs: dict, opset: int = 12) -> onnx.ModelProto:
+    model = make_model([node("MaxPool", ["x"], ["y", "indices"], **attrs)], {"x": list(shape)}, {"y": None},
+                       opset=opset)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    (indices,) = [o for o in inferred.graph.value_info if o.name == "indices"] or \
+        [helper.make_tensor_value_info("indices", TensorProto.INT64, None)]
+    model.graph.output.append(indices)
+    return model
+
+
+POOLS = {
+    "2-d": ([2, 3, 6, 7], {"kernel_shape": [2, 3], "strides": [2, 2]}),
+    "pads": ([2, 2, 5, 5], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [2, 2]}),
+    "column-major": ([1, 3, 5, 6], {"kernel_shape": [2, 2], "pads": [0, 1, 1, 0], "storage_order": 1}),
+    "dilations": ([1, 2, 7, 7], {"kernel_shape": [2, 2], "dilations": [2, 3]}),
+    "ceil_mode": ([1, 2, 6, 6], {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}),
+    "1-d": ([2, 3, 9], {"kernel_shape": [3], "strides": [2], "pads": [1, 1]}),
+    "3-d": ([1, 2, 4, 5, 4], {"kernel_shape": [2, 2, 2], "strides": [2, 2, 1]}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(POOLS))
+def test_max_pool_indices_match_onnxruntime(case):
+    shape, attrs = POOLS[case]
+    model = max_pool_with_indices(shape, attrs)
+    x = RNG.permutation(int(np.prod(shape))).reshape(shape).astype(np.float32)  # no ties
+    y, indices = run_ort(model, {"x": x})
+    got = execute(compile_model(model).program, {"x": x})
+    np.testing.assert_array_equal(got["y"], y)
+    np.testing.assert_array_equal(got["indices"], indices)
+
+
+def test_max_pool_indices_of_ties_take_the_first_and_need_a_fixed_batch():
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    x[0, 0, 1:3, 1:3] = 5.0
+    model = max_pool_with_indices([1, 1, 4, 4], {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]})
+    got = execute(compile_model(model).program, {"x": x})
+    np.testing.assert_array_equal(got["indices"], run_ort(model, {"x": x})[1])
+    with pytest.raises(BatchAxisError, match="node 'MaxPool_0' .*Indices count the elements of the samples before"):
+        compile_model(max_pool_with_indices(["N", 1, 4, 4], {"kernel_shape": [2, 2]}))
 
 
 # ----------------------------------------------------------------------------- Einsum
@@ -220,18 +340,52 @@ def test_einsum_with_a_constant_operand_is_a_crossbar_layer(equation, x_shape, w
     assert any(record.unit == "crossbar" for record in compile_model(model, target="pcm").graph.mapping.values())
 
 
-@pytest.mark.parametrize("equation, shapes, why", [
-    ("bii->bi", [[1, 3, 3]], "repeats a label"),
-    ("ij,jk,kl->il", [[2, 3], [3, 4], [4, 5]], "3 operands"),
-])
-def test_other_einsum_equations_are_refused_naming_node_and_equation(equation, shapes, why):
+DIAGONALS = [
+    ("...ii->...i", [["N", 3, 3]]),
+    ("bii->bi", [["N", 4, 4]]),
+    ("bii", [["N", 4, 4]]),                        # implicit output: the trace, b kept
+    ("bjii->bij", [["N", 2, 3, 3]]),
+    ("biji->bj", [["N", 3, 2, 3]]),                 # the diagonal summed
+    ("bij,bjj->bi", [["N", 3, 4], ["N", 4, 4]]),  # a diagonal in the second operand, then a product
+    ("ii->i", [[5, 5]]),
+    ("iii->i", [[3, 3, 3]]),
+    ("ii", [[4, 4]]),
+]
+
+
+@pytest.mark.parametrize("equation, shapes", DIAGONALS, ids=[e for e, _ in DIAGONALS])
+def test_einsum_diagonals_match_onnxruntime(equation, shapes):
     names = [f"x{k}" for k in range(len(shapes))]
+    model = make_model([node("Einsum", names, ["y"], equation=equation)], dict(zip(names, shapes)), {"y": None},
+                       opset=12)
+    assert_matches_onnxruntime(model, rtol=1e-6)
+    assert ops.Gather in names_of(model)
+
+
+def test_einsum_diagonal_of_a_constant_operand_folds_into_the_weight():
+    w = weights(4, 4, 5)
+    model = make_model([node("Einsum", ["x", "w"], ["y"], equation="bsd,ddk->bsk")], {"x": ["N", 3, 4]},
+                       {"y": None}, {"w": w}, opset=12)
+    assert_matches_onnxruntime(model, rtol=1e-6)
+    assert names_of(model) == [ops.Dense]
+
+
+@pytest.mark.parametrize("equation, shapes, error, why", [
+    ("iij->ij", [["N", 1, 3]], BatchAxisError, "diagonal across axis 0"),
+    ("bii->bi", [[2, 3, 4]], UnsupportedOpError, r"label 'i' has sizes \[3, 4\] in one operand"),
+    ("ij,jk,kl->il", [[2, 3], [3, 4], [4, 5]], UnsupportedOpError, "3 operands"),
+])
+def test_other_einsum_equations_are_refused_naming_node_and_equation(equation, shapes, error, why):
+    names = [f"x{k}" for k in range(len(shapes))]
+    out_shape = [2, 3] if equation == "bii->bi" else None  # shape inference cannot size a bad diagonal
     model = make_model([node("Einsum", names, ["y"], equation=equation, name="mix")], dict(zip(names, shapes)),
-                       {"y": None}, opset=12)
-    with pytest.raises(UnsupportedOpError, match=why) as caught:
+                       {"y": out_shape}, opset=12)
+    with pytest.raises(error, match=why) as caught:
         import_onnx(model)
     message = str(caught.value)
-    assert "'mix'" in message and repr(equation) in message and "\n" not in message
+    assert "'mix'" in message and "\n" not in message
+    if error is UnsupportedOpError:
+        assert repr(equation) in message
 
 
 # ----------------------------------------------------------------------------- ConvTranspose
@@ -367,6 +521,32 @@ def test_upsample_matches_onnxruntime(mode, scales, opset):
     assert_matches_onnxruntime(model, rtol=2e-6)
 
 
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+@pytest.mark.parametrize("coordinates", ["half_pixel", "pytorch_half_pixel", "asymmetric", "align_corners",
+                                         "half_pixel_symmetric"])
+@pytest.mark.parametrize("exclude", [0, 1])
+@pytest.mark.parametrize("scales", [[1, 1, 0.6, 0.5], [1, 1, 0.3, 0.8], [1, 1, 0.25, 1.5]],
+                         ids=["down", "far down", "down and up"])
+def test_resize_antialias_matches_onnxruntime(mode, coordinates, exclude, scales):
+    """Downsampling widens the kernel by 1 / scale (Resize-18); upsampling axes are unchanged.
+    (ONNX's reference divides align_corners by the unrounded size and half_pixel_symmetric
+    follows it, so onnxruntime is the oracle.)"""
+    model = resize({"mode": mode, "antialias": 1, "exclude_outside": exclude,
+                    "coordinate_transformation_mode": coordinates}, scales, shape=("N", 2, 9, 10))
+    assert_matches_onnxruntime(model, rtol=1e-6 if mode == "linear" else 2e-6)
+
+
+def test_resize_antialias_with_sizes_and_axes():
+    model = resize({"mode": "cubic", "antialias": 1, "axes": [3, 2], "cubic_coeff_a": -0.5}, sizes=[3, 4],
+                   shape=("N", 2, 9, 10))
+    assert_matches_onnxruntime(model, rtol=2e-6)
+    upsampled = resize({"mode": "linear", "antialias": 1}, [1, 1, 2, 1.5])
+    plain = resize({"mode": "linear"}, [1, 1, 2, 1.5])
+    feeds = _feeds(plain)
+    np.testing.assert_array_equal(execute(compile_model(upsampled).program, feeds)["y"],
+                                  execute(compile_model(plain).program, feeds)["y"])
+
+
 def test_whole_factor_nearest_upsampling_is_a_view_and_fractional_a_product():
     two = resize({"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
                  [1, 1, 2, 2])
@@ -380,7 +560,7 @@ def test_whole_factor_nearest_upsampling_is_a_view_and_fractional_a_product():
 
 # ----------------------------------------------------------------------------- refusals: one line naming the node
 @pytest.mark.parametrize("model, error, text", [
-    (resize({"mode": "linear", "antialias": 1}, [1, 1, 0.5, 0.5]), UnsupportedOpError, "antialias=1"),
+    (resize({"mode": "nearest", "antialias": 1}, [1, 1, 0.5, 0.5]), UnsupportedOpError, "antialias=1 with mode='nearest'"),
     (resize({"mode": "linear", "coordinate_transformation_mode": "tf_crop_and_resize"}, [1, 1, 2, 2]),
      UnsupportedOpError, "tf_crop_and_resize"),
     (make_model([node("Upsample", ["x", "s"], ["y"], mode="cubic")], {"x": [1, 2, 3, 3]}, {"y": [1, 2, 6, 6]},

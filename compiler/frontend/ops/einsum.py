@@ -7,8 +7,10 @@ to [batch, contracted, free]) and regarded as a matrix, one MatMul (or, when the
 operand is a constant without batch labels, a Dense: a crossbar layer) computes every
 product, and a Reshape and a Transpose give the output its order. This covers attention's
 "bhid,bhjd->bhij", "bhij,bhjd->bhid", batched "bij,bjk->bik", "...ij,...jk->...ik" and their
-transposed variants, inner and outer products, and single-operand transposes and sums.
-Diagonals (a label twice in one operand) and three or more operands are refused.
+transposed variants, inner and outer products, and single-operand transposes and sums. A
+label twice in one operand (a diagonal, "...ii->...i", or a trace) first reads the diagonal:
+a constant gather of its elements (computed at compile time for a constant operand). Three or
+more operands are refused.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 
 from nmc.compiler.frontend.context import NodeContext
 from nmc.compiler.frontend.ops import converter
+from nmc.compiler.frontend.ops.indexing import _batch_refusal, _take_const
 from nmc.compiler.ir import ops
 
 
@@ -23,8 +26,8 @@ def _parse(ctx: NodeContext, equation: str, ranks: list[int]) -> tuple[list[str]
     """The operands' labels and the output's, with each "..." spelled out as capital letters
     (aligned to the right, as numpy broadcasts them)."""
     def refuse(why: str):
-        return ctx.fail(f"equation {equation!r}: {why}; supported: one or two operands, each label at most once per "
-                        "operand (matrix products, transposes, sums), e.g. 'bhid,bhjd->bhij'")
+        return ctx.fail(f"equation {equation!r}: {why}; supported: one or two operands (matrix products, "
+                        "transposes, sums, diagonals), e.g. 'bhid,bhjd->bhij'")
 
     text = equation.replace(" ", "")
     lhs, arrow, rhs = text.partition("->")
@@ -46,10 +49,7 @@ def _parse(ctx: NodeContext, equation: str, ranks: list[int]) -> tuple[list[str]
             raise refuse(f"term {term!r} has {len(term)} labels for an operand of rank {rank}")
         if own < 0:
             raise refuse(f"term {term!r} has more labels than its operand's rank {rank}")
-        spelled = term.replace("...", "".join(spare[ellipsis_rank - own:]))
-        if len(set(spelled)) != len(spelled):
-            raise refuse(f"term {term!r} repeats a label (a diagonal)")
-        labels.append(spelled)
+        labels.append(term.replace("...", "".join(spare[ellipsis_rank - own:])))
     if arrow:
         letters = rhs.replace("...", "")
         if rhs.count("...") > 1 or (letters and not letters.isalpha()):
@@ -71,6 +71,29 @@ class _Operand:
         self.tensor = ctx.input(index)
         self.shape = ctx.g.shape(self.tensor)
         self.value = ctx.const(index)
+
+    def diagonal(self, equation: str) -> None:
+        """Read the diagonal of the axes that share a label (their sizes must agree): each
+        output element is the input element whose coordinates repeat the label's, so one
+        gather of elements by a constant table (a constant operand is read here)."""
+        if len(set(self.labels)) == len(self.labels):
+            return
+        ctx = self.ctx
+        labels = "".join(dict.fromkeys(self.labels))
+        for label in labels:
+            sizes = {self.shape[a] for a, other in enumerate(self.labels) if other == label}
+            if len(sizes) > 1:
+                raise ctx.fail(f"equation {equation!r}: label {label!r} has sizes {sorted(sizes)} in one operand")
+        if ctx.g.batched and not ctx.g.is_const(self.tensor) and self.labels.count(self.labels[0]) > 1:
+            raise _batch_refusal(ctx, "it reads a diagonal across axis 0")
+        shape = tuple(self.size(label) for label in labels)
+        grid = np.indices(shape).reshape(len(shape), -1)
+        flat = np.ravel_multi_index([grid[labels.index(label)] for label in self.labels], self.shape).reshape(shape)
+        if self.value is not None:
+            self.value = np.asarray(self.value).reshape(-1)[flat]
+        self.tensor = _take_const(ctx, self.tensor, flat, 1, shape, None if self.value is not None else
+                                  ctx.temp("diagonal"))
+        self.labels, self.shape = labels, shape
 
     def size(self, label: str) -> int:
         return self.shape[self.labels.index(label)]
@@ -117,13 +140,15 @@ def _ordered(ctx: NodeContext, labels: str, shape: tuple[int, ...], output: str)
 
 
 @converter("Einsum", unit="crossbar or vector",
-           limits="one or two operands, no repeated label in an operand (matrix-product forms, transposes, sums); "
-                  "a constant second operand without batch labels: a crossbar layer")
+           limits="one or two operands (matrix-product forms, transposes, sums; a label twice in an operand reads "
+                  "the diagonal by a constant gather); a constant second operand without batch labels: a crossbar layer")
 def einsum(ctx: NodeContext) -> None:
     equation = str(ctx.attr("equation"))
     n = ctx.n_inputs()
     labels, output = _parse(ctx, equation, [len(ctx.shape(i)) for i in range(n)])
     operands = [_Operand(ctx, i, term) for i, term in enumerate(labels)]
+    for operand in operands:
+        operand.diagonal(equation)
     if n == 1:
         (a,) = operands
         a.sum_out(set(output))

@@ -7,6 +7,7 @@ import onnx
 from nmc.compiler.frontend.context import NodeContext, norm_axis
 from nmc.compiler.frontend.ops import converter
 from nmc.compiler.ir import ops
+from nmc.compiler.ir.graph import TensorType
 
 _UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "Log": "log", "Sqrt": "sqrt",
           "Neg": "neg", "Abs": "abs", "Reciprocal": "recip", "Erf": "erf", "Floor": "floor", "Ceil": "ceil"}
@@ -105,7 +106,10 @@ def gelu(ctx: NodeContext) -> None:
     ctx.emit(ops.Unary("gelu" if approximate == "none" else "gelu_tanh"), [ctx.input(0)])
 
 
-@converter("Clip", limits="constant min and max")
+_EXACT_INT = 2 ** 24  # integers an f32 immediate holds exactly
+
+
+@converter("Clip", typed=True, limits="constant min and max; float or integer data (integer bounds within 2^24)")
 def clip(ctx: NodeContext) -> None:
     if ctx.opset < 11:
         lo, hi = ctx.attr("min", -np.inf), ctx.attr("max", np.inf)
@@ -113,7 +117,17 @@ def clip(ctx: NodeContext) -> None:
         lo_v, hi_v = ctx.optional_const(1, "min"), ctx.optional_const(2, "max")
         lo = -np.inf if lo_v is None else float(np.asarray(lo_v).reshape(-1)[0])
         hi = np.inf if hi_v is None else float(np.asarray(hi_v).reshape(-1)[0])
-    ctx.emit(ops.Clip(float(lo), float(hi)), [ctx.input(0)])
+    x = ctx.input(0)
+    dtype = ctx.g.dtype(x)
+    if dtype == "bool":
+        raise ctx.fail("Clip of a bool tensor; Clip takes numbers")
+    if dtype == "i32":  # the vector unit clips integers in i32 with f32 immediates: whole values within 2^24
+        lo, hi = (-np.inf if lo <= -2 ** 31 else lo), (np.inf if hi >= 2 ** 31 - 1 else hi)
+        for name, bound in (("min", lo), ("max", hi)):
+            if np.isfinite(bound) and (bound != int(bound) or abs(bound) > _EXACT_INT):
+                raise ctx.fail(f"{name} {bound:g} of an integer Clip: nmc clips integers at whole bounds "
+                               f"within ±2^24")
+    ctx.emit(ops.Clip(float(lo), float(hi)), [x])
 
 
 @converter(*_BINARY, typed=True,
@@ -181,24 +195,28 @@ def _is_class_label(ctx: NodeContext, tensor: str) -> bool:
 
 
 @converter("Dropout", integer_outputs=True,
-           limits="inference only (training mode with ratio > 0 refused); a declared mask output must not be read")
+           limits="inference only (training mode with ratio > 0 refused); the mask output is a constant, all true "
+                  "(ones before opset 10)")
 def dropout(ctx: NodeContext) -> None:
-    """Inference Dropout is the identity; training mode with a non-zero ratio is random. Exports
-    of SqueezeNet, VGG and others (opset 7-9) declare the mask output without reading it: it is
-    accepted and left uncomputed, and a node or graph output that reads it is refused."""
+    """Inference Dropout is the identity and keeps every element: its mask output (declared by
+    the exports of SqueezeNet, VGG and others, opset 7-9, and read by few) is a constant, all
+    true (bool from opset 10, ones of the data's type before), that costs nothing unless a node
+    or graph output reads it. Training mode with a non-zero ratio is random."""
     if ctx.out_elem_type(0) not in (0, *_FLOAT_ELEM_TYPES):
         raise ctx.fail(f"output {ctx.output!r} has element type "
                        f"{onnx.TensorProto.DataType.Name(ctx.out_elem_type(0))}; nmc computes float tensors only")
-    if len(ctx.node.output) > 1 and ctx.node.output[1]:
-        ctx.unavailable(ctx.node.output[1], f"mask output {ctx.node.output[1]!r} of Dropout node {ctx.label!r}, "
-                                            "which nmc does not compute (inference Dropout passes its input "
-                                            "through; the mask is all ones): read the data output instead")
     training = ctx.optional_const(2, "training_mode") if ctx.opset >= 12 else None
     if training is not None and bool(np.asarray(training).reshape(-1)[0]):
         ratio = ctx.optional_const(1, "ratio")
         if ratio is None or float(np.asarray(ratio).reshape(-1)[0]) != 0.0:
             raise ctx.fail("training-mode Dropout (random) is not supported; export the model in eval mode")
-    ctx.alias(ctx.output, ctx.input(0))
+    data = ctx.input(0)
+    ctx.alias(ctx.output, data)
+    if len(ctx.node.output) > 1 and ctx.node.output[1]:
+        mask = ctx.node.output[1]
+        boolean = ctx.opset >= 10  # before opset 10 the mask has the data's (float) type: ones
+        ctx.g.constants[mask] = np.ones(ctx.g.shape(data), np.int32 if boolean else np.float32)
+        ctx.g.tensors[mask] = TensorType(ctx.g.shape(data), "bool" if boolean else "f32")
 
 
 @converter("Cast", integer_outputs=True,

@@ -6,7 +6,10 @@ import numpy as np
 
 from nmc.compiler.frontend.context import NodeContext, norm_axis
 from nmc.compiler.frontend.ops import converter
+from nmc.compiler.frontend.ops.indexing import _take, _take_const
 from nmc.compiler.ir import ops
+from nmc.compiler.ir.graph import TensorType
+from nmc.compiler.ir.verify import BatchAxisError
 
 
 @converter("Gemm", unit="crossbar or vector",
@@ -200,8 +203,7 @@ def conv_transpose(ctx: NodeContext) -> None:
 
 
 def _pool(ctx: NodeContext, kind: str) -> None:
-    if len(ctx.node.output) > 1 and ctx.node.output[1]:
-        raise ctx.fail("the Indices output of MaxPool is not supported")
+    x = ctx.input(0)
     x_shape = ctx.shape(0)
     rank = len(x_shape) - 2
     kernel = tuple(ctx.attr("kernel_shape"))
@@ -220,11 +222,64 @@ def _pool(ctx: NodeContext, kind: str) -> None:
         needed = (out[2 + axis] - 1) * strides[axis] + (kernel[axis] - 1) * dilations[axis] + 1 \
             - x_shape[2 + axis] - pads[axis]
         ends.append(max(pads[rank + axis], needed))
-    ctx.emit(ops.Pool(kind, kernel, strides, tuple(pads[:rank]) + tuple(ends), dilations,
-                      bool(ctx.attr("count_include_pad", 0)), tuple(pads)), [ctx.input(0)])
+    begins = tuple(int(p) for p in pads[:rank])
+    with_indices = len(ctx.node.output) > 1 and bool(ctx.node.output[1])
+    padded = x
+    if (ctx.g.dtype(x) != "f32" or with_indices) and (any(begins) or any(ends)):
+        # an explicit pad by a value no element exceeds: integers have no -inf, and the windows of
+        # the Indices read the padded tensor; the pooling then pads nothing
+        low = -np.inf if ctx.g.dtype(x) == "f32" else -2.0 ** 31
+        spatial = tuple(n + b + e for n, b, e in zip(x_shape[2:], begins, ends))
+        padded = ctx.emit(ops.Pad((0, 0) + begins + (0, 0) + tuple(ends), low), [x], ctx.temp("padded"),
+                          tuple(x_shape[:2]) + spatial)
+        begins, ends = (0,) * rank, [0] * rank
+    ctx.emit(ops.Pool(kind, kernel, strides, begins + tuple(ends), dilations,
+                      bool(ctx.attr("count_include_pad", 0)), tuple(pads)), [padded])
+    if with_indices:
+        _max_pool_indices(ctx, padded, x_shape, pads[:rank], kernel, strides, dilations, out)
 
 
-@converter("MaxPool", limits="no Indices output; ceil_mode unless the last window starts in the padding")
+def _max_pool_indices(ctx: NodeContext, padded: str, x_shape, begins, kernel, strides, dilations, out) -> None:
+    """MaxPool's Indices: for each window, the position of its (first) largest element in the
+    input's flat view, ``(n · C + c) · Π spatial`` plus the spatial position in row-major order
+    (storage_order 0) or column-major (1). The windows are one gather of the padded input by a
+    constant table (a window per row), an ArgMax picks the element, and one gather of a constant
+    table of input positions by ``window · K + argmax`` turns it into the index."""
+    if ctx.g.batched:
+        raise BatchAxisError(f"node {ctx.label!r} (MaxPool): its Indices count the elements of the samples before "
+                             "(n · C · spatial), so they need the whole batch: export with a fixed batch size")
+    order = int(ctx.attr("storage_order", 0))
+    if order not in (0, 1):
+        raise ctx.fail(f"storage_order={order}; supported: 0 (row-major), 1 (column-major)")
+    rank = len(kernel)
+    spatial, p_spatial = tuple(x_shape[2:]), ctx.g.shape(padded)[2:]
+    o_spatial, taps = tuple(out[2:]), int(np.prod(kernel))
+    # coordinates in the padded input of every tap of every window: [*o_spatial, *kernel] per axis
+    grid = np.indices(o_spatial + tuple(kernel)).reshape(2 * rank, -1)
+    coords = [grid[a] * strides[a] + grid[rank + a] * dilations[a] for a in range(rank)]
+    within = np.ravel_multi_index(coords, p_spatial).reshape(o_spatial + (taps,))
+    planes = int(np.prod(x_shape[:2]))
+    plane = np.arange(planes).reshape(tuple(x_shape[:2]) + (1,) * (rank + 1))
+    windows = ctx.g.tensors[padded].size // planes * plane + within  # [N, C, *o_spatial, K]
+    taps_shape = tuple(out) + (taps,)
+    gathered = _take_const(ctx, padded, windows, 1, taps_shape, ctx.temp("windows"))
+    best = ctx.emit(ops.ArgMax(len(taps_shape) - 1, False), [gathered], ctx.temp("argmax"), tuple(out), "i32")
+    source = [np.clip(c - b, 0, n - 1) for c, b, n in zip(coords, begins, spatial)]  # pads never win
+    position = np.ravel_multi_index(source, spatial, order="C" if order == 0 else "F")
+    table = (int(np.prod(spatial)) * plane + position.reshape(o_spatial + (taps,))).reshape(-1)
+    table_name = ctx.g.fresh(f"{ctx.node.output[1]}.positions")
+    ctx.g.constants[table_name] = table.astype(np.int32)
+    ctx.g.tensors[table_name] = TensorType(table.shape, "i32")
+    first = ctx.g.fresh(f"{ctx.node.output[1]}.first")
+    ctx.g.constants[first] = (np.arange(int(np.prod(out))) * taps).reshape(out).astype(np.int32)
+    ctx.g.tensors[first] = TensorType(tuple(out), "i32")
+    rows = ctx.emit(ops.Binary("add"), [best, first], ctx.temp("tap"), tuple(out), "i32")
+    _take(ctx, table_name, rows, 1, out, ctx.node.output[1])
+
+
+@converter("MaxPool", typed=True,
+           limits="float or integer data; the Indices output (not in a batched model: they count the samples "
+                  "before); ceil_mode unless the last window starts in the padding")
 def max_pool(ctx: NodeContext) -> None:
     _pool(ctx, "max")
 

@@ -6,8 +6,9 @@ that are whole-factor repeats (2× upsampling) become a broadcast copy (Reshape,
 Reshape) and regular subsamplings a strided Slice: views, no arithmetic. Anything else —
 linear and cubic interpolation, nearest with fractional scales or rounding that does not
 follow a pattern — is a product with a constant [out, in] resampling matrix along that axis
-(a MatMul on the vector unit; exact for nearest, whose rows hold one 1). Refused: antialias,
-tf_crop_and_resize (roi and extrapolation) and scales or sizes computed at run time.
+(a MatMul on the vector unit; exact for nearest, whose rows hold one 1), and so is antialiased
+downsampling, whose rows are the kernel widened by 1 / scale. Refused: tf_crop_and_resize (roi
+and extrapolation) and scales or sizes computed at run time.
 """
 from __future__ import annotations
 
@@ -70,6 +71,38 @@ def _cubic_weights(ratio: np.ndarray, a: float) -> np.ndarray:
         return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
 
     return np.stack([far(1 + ratio), near(ratio), near(1 - ratio), far(2 - ratio)], axis=-1)
+
+
+def _cubic_kernel(d: np.ndarray, a: float) -> np.ndarray:
+    """Keys' cubic convolution kernel at distances ``d``: zero from 2 on."""
+    d = np.abs(d)
+    near = ((a + 2) * d - (a + 3)) * d * d + 1
+    far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
+
+
+def antialias_matrix(mode: str, x: np.ndarray, in_len: int, scale: float, cubic_a: float = -0.75,
+                     exclude_outside: bool = False) -> np.ndarray:
+    """The [out, in] matrix of Resize-18's antialiased linear or cubic downsampling (scale < 1):
+    the kernel is widened by 1 / scale, so each output element averages every input element
+    within 1 / scale (linear) or 2 / scale (cubic) of its source coordinate, with weights
+    normalised to sum 1. Taps beyond the axis read its end values (or, with exclude_outside,
+    drop out before normalising)."""
+    reach = 1 if mode == "linear" else 2
+    first = int(np.floor(-reach / scale)) + 1  # the taps base + first .. base + 1 - first
+    offsets = np.arange(first, 2 - first, dtype=np.float64)
+    base = np.ceil(x.astype(np.float64)) - 1  # the tap just left of x (x itself when x is whole, counted from 1)
+    ratio = x.astype(np.float64) - base  # in (0, 1]
+    distance = scale * (offsets[None, :] - ratio[:, None])
+    weights = np.clip(1 - np.abs(distance), 0, 1) if mode == "linear" else _cubic_kernel(distance, cubic_a)
+    taps = base.astype(np.int64)[:, None] + offsets.astype(np.int64)[None, :]
+    if exclude_outside:
+        weights = np.where((taps < 0) | (taps >= in_len), 0.0, weights)
+    weights = weights / weights.sum(axis=1, keepdims=True)
+    matrix = np.zeros((len(x), in_len), np.float64)
+    rows = np.repeat(np.arange(len(x)), taps.shape[1])
+    np.add.at(matrix, (rows, np.clip(taps, 0, in_len - 1).reshape(-1)), weights.reshape(-1))
+    return matrix.astype(np.float32)
 
 
 def resampling_matrix(mode: str, x: np.ndarray, in_len: int, nearest: str = "round_prefer_floor",
@@ -172,7 +205,8 @@ def _positive(ctx: NodeContext, values, what: str) -> list[float]:
 
 @converter("Resize", opsets="10+",
            limits="nearest (every nearest_mode), linear, cubic; every coordinate mode but tf_crop_and_resize; "
-                  "constant scales or sizes, axes, keep_aspect_ratio_policy; no antialias")
+                  "constant scales or sizes, axes, keep_aspect_ratio_policy; antialias (linear, cubic: the kernel "
+                  "widened by 1 / scale when downsampling)")
 def resize(ctx: NodeContext) -> None:
     shape = ctx.shape(0)
     rank = len(shape)
@@ -197,8 +231,9 @@ def resize(ctx: NodeContext) -> None:
             sizes = None
         if (scales is None) == (sizes is None):
             raise ctx.fail("exactly one of scales and sizes must be given")
-    if ctx.attr("antialias", 0):
-        raise ctx.fail("antialias=1 is not supported; supported: antialias=0")
+    antialias = bool(ctx.attr("antialias", 0)) if ctx.opset >= 18 else False
+    if antialias and mode == "nearest":
+        raise ctx.fail("antialias=1 with mode='nearest' is not defined; ONNX antialiases linear and cubic")
     axes = [norm_axis(int(a), rank, ctx) for a in ctx.attr("axes", list(range(rank)))]
     policy = ctx.attr("keep_aspect_ratio_policy", "stretch")
     if policy not in ("stretch", "not_larger", "not_smaller"):
@@ -223,7 +258,10 @@ def resize(ctx: NodeContext) -> None:
         if factor == 1 and length == shape[axis]:
             continue  # untouched, as in onnxruntime, whose modes would otherwise shift it (tf_half_pixel_for_nn)
         x = source_coordinates(coordinates, length, shape[axis], factor)
-        matrices[axis] = resampling_matrix(mode, x, shape[axis], nearest, factor < 1, cubic_a, exclude)
+        if antialias and factor < 1:  # upsampling: the kernel keeps its width, as without antialias
+            matrices[axis] = antialias_matrix(mode, x, shape[axis], factor, cubic_a, exclude)
+        else:
+            matrices[axis] = resampling_matrix(mode, x, shape[axis], nearest, factor < 1, cubic_a, exclude)
     emit_resize(ctx, matrices)
 
 

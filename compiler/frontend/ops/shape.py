@@ -6,6 +6,8 @@ import numpy as np
 from nmc.compiler.frontend.context import NodeContext, norm_axis
 from nmc.compiler.frontend.ops import converter
 from nmc.compiler.ir import ops
+from nmc.compiler.ir.graph import TensorType
+from nmc.compiler.ir.verify import BatchAxisError
 
 
 @converter("Reshape", "Flatten", "Squeeze", "Unsqueeze", typed=True, limits="constant shape or axes; no data movement")
@@ -104,28 +106,85 @@ def split(ctx: NodeContext) -> None:
         start += size
 
 
-@converter("Pad", limits="constant mode with constant pads (non-negative) and value")
+_PAD_MODES = ("constant", "edge", "reflect", "wrap")
+
+
+def pad_sources(mode: str, dim: int, begin: int, end: int) -> np.ndarray:
+    """For each of the ``begin + dim + end`` positions of a padded axis, the input position it
+    copies (``edge``: the nearest end; ``reflect``: mirrored on the end values, which are not
+    repeated; ``wrap``: circular), at any pad width, as ``numpy.pad`` and ONNX's reference do."""
+    positions = np.arange(-begin, dim + end, dtype=np.int64)
+    if mode == "edge":
+        return np.clip(positions, 0, dim - 1)
+    if mode == "wrap":
+        return positions % dim
+    if dim == 1:  # reflect: nothing to mirror on
+        return np.zeros_like(positions)
+    period = 2 * (dim - 1)
+    folded = positions % period
+    return np.where(folded < dim, folded, period - folded)
+
+
+@converter("Pad", typed=True,
+           limits="constant pads (non-negative) and value; mode constant (a fill and a copy), edge, reflect or "
+                  "wrap (one gather by a constant index table per padded axis); float or integer data")
 def pad(ctx: NodeContext) -> None:
+    """Constant padding is one IR Pad. The other modes copy input elements, so each padded axis
+    is one gather by the constant table of the input positions its output positions read
+    (``pad_sources``); reflect pads wider than the axis less one reflect again, as in ONNX's
+    reference (onnxruntime refuses them)."""
     mode = ctx.attr("mode", "constant")
-    if mode != "constant":
-        raise ctx.fail(f"mode={mode!r}; supported: 'constant'")
-    rank = len(ctx.shape(0))
+    if mode not in _PAD_MODES:
+        raise ctx.fail(f"mode={mode!r}; supported: {', '.join(map(repr, _PAD_MODES))}")
+    shape = ctx.shape(0)
+    rank = len(shape)
+    dtype = ctx.g.dtype(ctx.input(0))
     if ctx.opset < 11:
-        pads, value = list(ctx.attr("pads")), float(ctx.attr("value", 0.0))
+        pads = list(ctx.attr("pads", ctx.attr("paddings", [])))  # "paddings" in Pad-1
+        value = float(ctx.attr("value", 0.0))
     else:
         pads = [int(v) for v in ctx.need_const(1, "pads").reshape(-1)]
         value_arr = ctx.optional_const(2, "constant_value")
-        value_arr = np.zeros(1) if value_arr is None else value_arr
-        value = float(np.asarray(value_arr).reshape(-1)[0]) if np.asarray(value_arr).size else 0.0
+        value_arr = np.zeros(1) if value_arr is None else np.asarray(value_arr)
+        value = value_arr.reshape(-1)[0].item() if value_arr.size else 0
         if ctx.has_input(3):
             axes = [norm_axis(int(a), rank, ctx) for a in ctx.need_const(3, "axes").reshape(-1)]
+            if len(pads) != 2 * len(axes):
+                raise ctx.fail(f"{len(pads)} pads for {len(axes)} axes; expected {2 * len(axes)}")
             full = [0] * (2 * rank)
             for i, a in enumerate(axes):
                 full[a], full[rank + a] = pads[i], pads[len(axes) + i]
             pads = full
+    pads = [int(p) for p in pads]
+    if len(pads) != 2 * rank:
+        raise ctx.fail(f"{len(pads)} pads for an input of rank {rank}; expected {2 * rank}")
     if any(p < 0 for p in pads):
         raise ctx.fail("negative pads (cropping) are not supported")
-    ctx.emit(ops.Pad(tuple(int(p) for p in pads), value), [ctx.input(0)])
+    if mode == "constant":
+        if dtype != "f32" and (value != int(value) or abs(value) > 2 ** 24):
+            raise ctx.fail(f"constant_value {value} for {dtype} data: nmc fills integer pads with whole "
+                           "values up to 2^24")
+        ctx.emit(ops.Pad(tuple(pads), float(value)), [ctx.input(0)])
+        return
+    if ctx.g.batched and not ctx.g.is_const(ctx.input(0)) and (pads[0] or pads[rank]):
+        raise BatchAxisError(f"node {ctx.label!r} (Pad): it pads the batch axis, the batch axis of a model that "
+                             "nmc runs sample by sample (export with a fixed batch size to compile the whole tensor)")
+    padded = [axis for axis in range(rank) if pads[axis] or pads[rank + axis]]
+    if any(shape[axis] == 0 for axis in padded):
+        raise ctx.fail(f"{mode} padding of an empty axis")
+    current, now = ctx.input(0), list(shape)
+    if not padded:
+        ctx.alias(ctx.output, current)
+        return
+    for axis in padded:  # one gather per padded axis, by the input positions each output position copies
+        sources = pad_sources(mode, shape[axis], pads[axis], pads[rank + axis])
+        table = ctx.g.fresh(f"{ctx.output}.{mode}_axis{axis}")
+        ctx.g.constants[table] = sources.astype(np.int32)
+        ctx.g.tensors[table] = TensorType(sources.shape, "i32")
+        now[axis] = sources.size
+        last = axis == padded[-1]
+        current = ctx.emit(ops.Gather(axis), [current, table], None if last else ctx.temp(f"{mode}{axis}"),
+                           tuple(now))
 
 
 @converter("Expand", typed=True, limits="constant shape; a copy through a broadcast view")
