@@ -15,13 +15,14 @@ apart) leave the denominator; every other survivor counts against the score.
 from __future__ import annotations
 
 import argparse
-import fnmatch
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tomllib
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +33,8 @@ PACKAGE = ["__init__.py", "compiler", "isa", "backends", "runtime", "docs"]
 BESIDE = ["tests", "examples", "docs", "README.md"]
 # test_layout.py checks the repository's own layout, which the work directory rearranges
 IGNORE = ["tests/test_layout.py"]
-KILLED = {"killed", "timeout"}  # mutmut counts a mutant that hangs the tests as caught
+KILLED = {"killed", "timeout"}
+RECHECK_TIMEOUT = 300  # seconds: the new test files take a few under load  # mutmut counts a mutant that hangs the tests as caught
 
 
 def prepare(work: Path) -> None:
@@ -116,7 +118,7 @@ def equivalent(work: Path, found: dict[str, str]) -> set[str]:
         by_function[e["function"]].append(e)
     hits = set()
     for name, status in found.items():
-        if status in KILLED or _function(name) not in by_function:
+        if status in KILLED | {"not checked", "skipped"} or _function(name) not in by_function:
             continue
         lines = diff(work, name)
         if any(lines == e["diff"] for e in by_function[_function(name)]):
@@ -126,11 +128,13 @@ def equivalent(work: Path, found: dict[str, str]) -> set[str]:
 
 def summary(work: Path) -> str:
     found = statuses(work)
+    found.update(_rechecked(work))
     same = equivalent(work, found)
     rows = defaultdict(Counter)
     for name, status in found.items():
         rows[module_of(name)]["equivalent" if name in same else status] += 1
-    head = "| module | mutants | killed | survived | no tests | equivalent | not run | score |\n|---|---|---|---|---|---|---|---|"
+    head = ("| module | mutants | killed | survived | no tests | equivalent | not run | score |\n"
+            "|---|---|---|---|---|---|---|---|")
     lines, total = [head], Counter()
     for module in sorted(rows):
         c = rows[module]
@@ -138,6 +142,51 @@ def summary(work: Path) -> str:
         lines.append(_row(module, c))
     lines.append(_row("**all**", total))
     return "\n".join(lines)
+
+
+def _rechecked(work: Path) -> dict[str, str]:
+    path = work / "recheck.json"
+    return {k: v for k, v in json.loads(path.read_text()).items() if v in KILLED} if path.exists() else {}
+
+
+def recheck(work: Path, plan: list[str], workers: int) -> None:
+    """Run the survivors of each module against test files written after mutmut's run (``MODULE=
+    TEST[,TEST]``, e.g. ``runtime/costs.py=tests/test_costs_formulas.py``), the way mutmut runs a
+    mutant (``MUTANT_UNDER_TEST`` in the mutants directory). They are part of the default
+    selection, so a mutant one of them fails is killed by the default run; ``recheck.json``
+    keeps the verdicts and ``--summary`` counts them."""
+    tests_of = {}
+    for item in plan:
+        module, _, files = item.partition("=")
+        tests_of[module] = files.split(",")
+    for files in tests_of.values():
+        for f in files:
+            shutil.copy2(REPO / f, work / "mutants" / f)
+    found = statuses(work)
+    found.update(_rechecked(work))
+    same = equivalent(work, found)
+    todo = [n for n, st in sorted(found.items()) if st not in KILLED | {"not checked"} and n not in same
+            and module_of(n) in tests_of]
+
+    def verdict(name: str) -> int:
+        env = dict(os.environ, MUTANT_UNDER_TEST=name, PYTHONDONTWRITEBYTECODE="1")
+        files = tests_of[module_of(name)] if name else sorted({f for fs in tests_of.values() for f in fs})
+        try:
+            return subprocess.call([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *files],
+                                   cwd=work / "mutants", env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, timeout=RECHECK_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return -1   # a mutant that hangs the tests is caught, as mutmut counts it
+
+    if verdict("") != 0:
+        raise SystemExit("the new tests fail without a mutant: fix them first")
+    path = work / "recheck.json"
+    done = json.loads(path.read_text()) if path.exists() else {}
+    with ThreadPoolExecutor(workers) as pool:
+        for name, code in zip(todo, pool.map(verdict, todo)):
+            done[name] = {1: "killed", -1: "timeout", 0: "survived"}.get(code, f"error {code}")
+            path.write_text(json.dumps(done, indent=0, ensure_ascii=False))
+    print(f"rechecked {len(todo)}: {sum(done[n] == 'killed' for n in todo)} killed by the new tests")
 
 
 def _row(label: str, c: Counter) -> str:
@@ -151,6 +200,7 @@ def _row(label: str, c: Counter) -> str:
 
 def survivors(work: Path, module: str) -> None:
     found = statuses(work)
+    found.update(_rechecked(work))
     same = equivalent(work, found)
     for name, status in sorted(found.items()):
         if module_of(name) == module and status not in KILLED | {"not checked"} and name not in same:
@@ -165,7 +215,13 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--summary", action="store_true", help="print the tables of the last run only")
     ap.add_argument("--survivors", metavar="MODULE", help="print surviving mutants of e.g. runtime/noise.py")
+    ap.add_argument("--recheck", nargs="+", metavar="MODULE=TESTS",
+                    help="run survivors against tests written since the run (see recheck())")
     args = ap.parse_args(argv)
+    if args.recheck:
+        recheck(args.work, args.recheck, args.workers)
+        print(summary(args.work))
+        return 0
     if args.survivors:
         survivors(args.work, args.survivors)
         return 0
