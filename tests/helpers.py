@@ -45,3 +45,16 @@ def load_example(name: str):
     sys.modules[spec.name] = module  # dataclasses look their module up while being built
     spec.loader.exec_module(module)
     return module
+
+
+def opcodes(program) -> set[str]:
+    """Every opcode a program uses, loop bodies included."""
+    from nmc.isa.instructions import Loop
+
+    def walk(stmts):
+        for s in stmts:
+            if isinstance(s, Loop):
+                yield from walk(s.body)
+            else:
+                yield s.opcode
+    return {op for stream in program.cores.values() for op in walk(stream)}

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
+from helpers import opcodes, run_ort
 from nmc.compiler.driver import compile_model
 from nmc.compiler.errors import CompileError, ModelError
 from nmc.compiler.ir.verify import BatchAxisError
-from nmc.isa.instructions import Loop
 from nmc.runtime import execute
 from nmc.runtime.machine import SimulationError
 
@@ -46,19 +45,6 @@ def _model(nodes, feeds, outputs, constants=(), opset=18, free_batch=False):
     return model
 
 
-def _onnxruntime(model, feeds):
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)
-
-
-def _opcodes(program) -> set[str]:
-    def walk(stmts):
-        for s in stmts:
-            if isinstance(s, Loop):
-                yield from walk(s.body)
-            else:
-                yield s.opcode
-    return {op for stream in program.cores.values() for op in walk(stream)}
 
 
 def _check(node, data, indices, updates=None, constant=False, opset=18, target="ideal"):
@@ -70,7 +56,7 @@ def _check(node, data, indices, updates=None, constant=False, opset=18, target="
     model = _model([node], feeds, ["y"], constants, opset)
     compiled = compile_model(model, target=target)
     out = execute(compiled.program, feeds)["y"]
-    (ref,) = _onnxruntime(model, feeds)
+    (ref,) = run_ort(model, feeds)
     assert out.shape == ref.shape
     np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
     return compiled
@@ -82,12 +68,12 @@ INDEX_KINDS = pytest.mark.parametrize("constant", [True, False], ids=["constant-
 # ----------------------------------------------------------------------------- GatherElements
 @INDEX_KINDS
 @pytest.mark.parametrize("axis,shape", [(0, (2, 4, 5)), (1, (3, 6, 5)), (-1, (3, 4, 2)), (2, (2, 3, 7))])
-def test_gather_elements_matches_onnxruntime(constant, axis, shape):
+def test_gather_elements_matchesrun_ort(constant, axis, shape):
     dim = DATA.shape[axis]
     indices = RNG.integers(-dim, dim, size=shape)  # negative indices count from the end
     node = helper.make_node("GatherElements", ["x", "i"], ["y"], axis=axis)
     compiled = _check(node, DATA, indices, constant=constant)
-    assert "gather" in _opcodes(compiled.program)
+    assert "gather" in opcodes(compiled.program)
 
 
 def test_constant_gather_elements_reading_a_box_is_a_view():
@@ -96,14 +82,14 @@ def test_constant_gather_elements_reading_a_box_is_a_view():
     node = helper.make_node("GatherElements", ["x", "i"], ["y"], axis=2)
     compiled = _check(node, DATA, indices, constant=True)
     assert [type(n.op).__name__ for n in compiled.graph.nodes()] == ["Slice"]
-    assert "gather" not in _opcodes(compiled.program)
+    assert "gather" not in opcodes(compiled.program)
 
 
 # ----------------------------------------------------------------------------- GatherND
 @INDEX_KINDS
 @pytest.mark.parametrize("batch_dims,index_shape", [(0, (4, 1)), (0, (2, 3, 2)), (0, (5, 3)), (1, (3, 2, 2)),
                                                     (1, (3, 1)), (2, (3, 4, 2, 1))])
-def test_gather_nd_matches_onnxruntime(constant, batch_dims, index_shape):
+def test_gather_nd_matchesrun_ort(constant, batch_dims, index_shape):
     k = index_shape[-1]
     dims = np.array(DATA.shape[batch_dims:batch_dims + k])
     indices = (RNG.integers(0, 1 << 30, size=index_shape) % (2 * dims)) - dims  # within -dim..dim-1
@@ -112,7 +98,7 @@ def test_gather_nd_matches_onnxruntime(constant, batch_dims, index_shape):
 
 
 @INDEX_KINDS
-def test_gather_nd_of_integers_matches_onnxruntime(constant):
+def test_gather_nd_of_integers_matchesrun_ort(constant):
     data = RNG.integers(-100, 100, size=(4, 3)).astype(np.int32)
     node = helper.make_node("GatherND", ["x", "i"], ["y"])
     _check(node, data, np.array([[1, -1], [3, 0], [1, -1]]), constant=constant)
@@ -125,7 +111,7 @@ REDUCTIONS = pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", 
 @INDEX_KINDS
 @REDUCTIONS
 @pytest.mark.parametrize("axis,shape", [(0, (5, 2, 5)), (1, (2, 4, 3)), (-1, (3, 4, 6))])
-def test_scatter_elements_matches_onnxruntime(constant, reduction, axis, shape):
+def test_scatter_elements_matchesrun_ort(constant, reduction, axis, shape):
     """Indices smaller than data on the other axes (a box), repeated along the axis (more updates
     than positions on axis 0 and -1), negative ones; the last update wins where they repeat."""
     dim = DATA.shape[axis]
@@ -136,7 +122,7 @@ def test_scatter_elements_matches_onnxruntime(constant, reduction, axis, shape):
 
 
 @INDEX_KINDS
-def test_scatter_of_opset_10_matches_onnxruntime(constant):
+def test_scatter_of_opset_10_matchesrun_ort(constant):
     indices = np.array([[1, 0, -1], [0, 2, 1]])
     updates = RNG.normal(size=(2, 3)).astype(np.float32)
     node = helper.make_node("Scatter", ["x", "i", "u"], ["y"], axis=1)
@@ -147,7 +133,7 @@ def test_scatter_of_opset_10_matches_onnxruntime(constant):
 @INDEX_KINDS
 @REDUCTIONS
 @pytest.mark.parametrize("index_shape", [(2, 1), (3, 2), (2, 2, 3), (6, 2)])
-def test_scatter_nd_matches_onnxruntime(constant, reduction, index_shape):
+def test_scatter_nd_matchesrun_ort(constant, reduction, index_shape):
     k = index_shape[-1]
     dims = np.array(DATA.shape[:k])
     indices = (RNG.integers(0, 1 << 30, size=index_shape) % (2 * dims)) - dims  # repeats among 6 tuples
@@ -198,10 +184,10 @@ def test_a_free_batch_dimension_runs_sample_by_sample():
     compiled = compile_model(model, target="ideal")
     assert compiled.graph.batched
     out = execute(compiled.program, feeds)
-    for name, ref in zip("abcd", _onnxruntime(model, feeds)):
+    for name, ref in zip("abcd", run_ort(model, feeds)):
         np.testing.assert_allclose(out[name], ref, rtol=1e-6, atol=1e-6)
     half = {name: value[:2] for name, value in feeds.items()}  # another batch size, same program
-    np.testing.assert_allclose(execute(compiled.program, half)["c"], _onnxruntime(model, half)[2], rtol=1e-6,
+    np.testing.assert_allclose(execute(compiled.program, half)["c"], run_ort(model, half)[2], rtol=1e-6,
                                atol=1e-6)
 
 
@@ -232,7 +218,7 @@ def test_gathers_and_scatters_feed_a_crossbar_layer_on_sram_digital():
              helper.make_node("ScatterElements", ["g", "si", "su"], ["s"], axis=1),
              helper.make_node("MatMul", ["s", "w"], ["y"])]
     model = _model(nodes, feeds, ["s", "y"], [("w", weight)])
-    ref_s, ref_y = _onnxruntime(model, feeds)
+    ref_s, ref_y = run_ort(model, feeds)
     compiled = compile_model(model, target="sram-digital")
     assert any(m.unit == "crossbar" for m in compiled.graph.mapping.values())
     out = execute(compiled.program, feeds)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from helpers import opcodes, run_ort
 from nmc.compiler.driver import compile_model
 from nmc.compiler.errors import CompileError, UnsupportedOpError
-from nmc.isa.instructions import Loop
 from nmc.runtime import execute
 from nmc.runtime.costs import CostModel
 from nmc.runtime.machine import SimulationError
@@ -27,19 +26,6 @@ def _model(nodes, inputs, outputs, initializers=(), opset=17):
     return model
 
 
-def _onnxruntime(model, feeds):
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)
-
-
-def _opcodes(program) -> set[str]:
-    def walk(stmts):
-        for s in stmts:
-            if isinstance(s, Loop):
-                yield from walk(s.body)
-            else:
-                yield s.opcode
-    return {op for stream in program.cores.values() for op in walk(stream)}
 
 
 def _embedding_model(batch="N"):
@@ -85,11 +71,11 @@ def test_an_embedding_with_a_padding_mask_matches_onnxruntime_with_a_free_batch(
     compiled = compile_model(model, target="ideal")
     program = compiled.program
     assert [(p.name, p.dtype) for p in program.inputs] == [("input_ids", "i32"), ("attention_mask", "i32")]
-    assert {"gather", "eq", "select", "cast"} <= _opcodes(program)
+    assert {"gather", "eq", "select", "cast"} <= opcodes(program)
     rng = np.random.default_rng(1)
     ids, mask = _tokens(rng, 5)
     out = execute(program, {"input_ids": ids, "attention_mask": mask})["y"]
-    (ref,) = _onnxruntime(model, {"input_ids": ids, "attention_mask": mask})
+    (ref,) = run_ort(model, {"input_ids": ids, "attention_mask": mask})
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
 
@@ -136,7 +122,7 @@ def test_constant_indices_stay_views():
                                                                            "Slice"], kinds
     value = np.random.default_rng(3).normal(size=(3, 4, 6)).astype(np.float32)
     out = execute(compiled.program, {"x": value})
-    for name, ref in zip("abc", _onnxruntime(model, {"x": value})):
+    for name, ref in zip("abc", run_ort(model, {"x": value})):
         np.testing.assert_array_equal(out[name], ref)
 
 
@@ -148,7 +134,7 @@ def test_gather_of_run_time_indices_on_an_inner_axis_of_data():
     value = np.random.default_rng(4).normal(size=(2, 5, 3)).astype(np.float32)
     indices = np.array([4, 0, -1, 2], np.int32)
     out = execute(compile_model(model, target="ideal").program, {"x": value, "idx": indices})["y"]
-    np.testing.assert_array_equal(out, _onnxruntime(model, {"x": value, "idx": indices})[0])
+    np.testing.assert_array_equal(out, run_ort(model, {"x": value, "idx": indices})[0])
 
 
 @pytest.mark.parametrize("to", [TensorProto.INT32, TensorProto.INT64, TensorProto.BOOL])
@@ -157,7 +143,7 @@ def test_cast_float_to_integer_truncates_toward_zero_and_to_bool_is_nonzero(to):
     model = _model([helper.make_node("Cast", ["x"], ["y"], to=to)], [x], [helper.make_tensor_value_info("y", to, [6])])
     value = np.array([-2.7, -0.5, 0.0, 0.4, 1.5, 3.9], np.float32)
     out = execute(compile_model(model, target="ideal").program, {"x": value})["y"]
-    np.testing.assert_array_equal(out, _onnxruntime(model, {"x": value})[0].astype(out.dtype))
+    np.testing.assert_array_equal(out, run_ort(model, {"x": value})[0].astype(out.dtype))
 
 
 def test_integer_arithmetic_comparisons_and_where():
@@ -176,7 +162,7 @@ def test_integer_arithmetic_comparisons_and_where():
     rng = np.random.default_rng(5)
     feeds = {"a": rng.integers(-20, 20, (3, 4)), "b": np.array([3, -4, 7, -2], np.int64)}
     out = execute(compile_model(model, target="ideal").program, feeds)
-    for name, ref in zip(names, _onnxruntime(model, feeds)):
+    for name, ref in zip(names, run_ort(model, feeds)):
         np.testing.assert_array_equal(out[name], ref.astype(out[name].dtype), err_msg=name)
 
 
@@ -215,7 +201,7 @@ def test_constant_of_shape_and_range_fold_at_compile_time():
     compiled = compile_model(model, target="ideal")
     assert not {"ConstantOfShape", "Range"} & {n.onnx_op for n in compiled.graph.nodes()}
     value = np.random.default_rng(6).normal(size=(3, 4)).astype(np.float32)
-    np.testing.assert_allclose(execute(compiled.program, {"x": value})["y"], _onnxruntime(model, {"x": value})[0])
+    np.testing.assert_allclose(execute(compiled.program, {"x": value})["y"], run_ort(model, {"x": value})[0])
 
 
 def _tiny_bert(path, dynamic: bool):
@@ -256,7 +242,7 @@ def test_a_tiny_bert_matches_onnxruntime_on_ideal_and_runs_on_pcm(tmp_path, dyna
     rng = np.random.default_rng(7)
     ids, mask = _tokens(rng, 4)
     ids = ids % VOCAB  # torch's embedding takes no negative ids
-    (ref,) = _onnxruntime(model, {"input_ids": ids, "attention_mask": mask})
+    (ref,) = run_ort(model, {"input_ids": ids, "attention_mask": mask})
     ideal = compile_model(model, target="ideal")
     out = execute(ideal.program, {"input_ids": ids, "attention_mask": mask})["logits"]
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
@@ -285,7 +271,7 @@ def test_a_batch_axis_that_moves_is_followed_and_one_that_regroups_samples_is_re
     model = _model(follows[:3] + follows[-1:], [x], [y], [w])
     compiled = compile_model(model, target="ideal")
     value = np.random.default_rng(9).normal(size=(3, 4, 6)).astype(np.float32)
-    np.testing.assert_allclose(execute(compiled.program, {"x": value})["y"], _onnxruntime(model, {"x": value})[0],
+    np.testing.assert_allclose(execute(compiled.program, {"x": value})["y"], run_ort(model, {"x": value})[0],
                                rtol=1e-5, atol=1e-6)
     regroup = numpy_helper.from_array(np.array([4, -1], np.int64), "regroup")
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", "cols"])
@@ -321,7 +307,7 @@ def test_bert_token_type_ids_buffer_folds_through_gather_elements(tmp_path):
     assert "GatherElements" in {n.op_type for n in model.graph.node}
     ids = np.random.default_rng(10).integers(0, VOCAB, (3, 16))
     out = execute(compile_model(model, target="ideal").program, {"ids": ids})["y"]
-    np.testing.assert_array_equal(out, _onnxruntime(model, {"ids": ids})[0])
+    np.testing.assert_array_equal(out, run_ort(model, {"ids": ids})[0])
 
 
 # ----------------------------------------------------------------------------- Pad, Clip, MaxPool on integers
@@ -338,7 +324,7 @@ _NP = {TensorProto.INT8: np.int8, TensorProto.UINT8: np.uint8, TensorProto.INT32
 def _check_typed(model, elem, shape, low=-100, high=100, seed=11):
     value = np.random.default_rng(seed).integers(max(low, np.iinfo(_NP[elem]).min),
                                                  min(high, np.iinfo(_NP[elem]).max), shape).astype(_NP[elem])
-    (ref,) = _onnxruntime(model, {"x": value})
+    (ref,) = run_ort(model, {"x": value})
     out = execute(compile_model(model, target="ideal").program, {"x": value})["y"]
     assert out.dtype == np.int32
     np.testing.assert_array_equal(out, ref.astype(np.int64))
@@ -363,7 +349,7 @@ def test_integer_pad_values_beyond_2_24_are_refused():
 
 @pytest.mark.parametrize("elem, bounds", [(TensorProto.INT8, (-5, 7)), (TensorProto.UINT8, (3, None)),
                                           (TensorProto.INT32, (None, -2)), (TensorProto.INT64, (-20, 20))])
-def test_clip_of_integers_matches_onnxruntime(elem, bounds):
+def test_clip_of_integers_matchesrun_ort(elem, bounds):
     inits, names = [], []
     for name, bound in zip(("lo", "hi"), bounds):
         names.append("" if bound is None else name)
