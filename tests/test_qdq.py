@@ -24,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from nmc.compiler import compile_model, oracle
-from nmc.compiler.errors import NotConstantError, UnsupportedOpError
+from nmc.compiler.errors import UnsupportedOpError
 from nmc.compiler.frontend import import_onnx
 from nmc.compiler.ir import ops
 from nmc.runtime import execute
@@ -246,11 +246,11 @@ def test_per_axis_qdq_before_a_crossbar_layer_uses_its_range():
     assert np.abs(got - want).max() <= 0.02 * np.abs(want).max()
 
 
-# ---------------------------------------------------------------------------- what is refused
+# ---------------------------------------------------------------------------- integer tensors
 
-def _model(nodes, inits, out_type=TensorProto.FLOAT, opset=17):
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
-                              [helper.make_tensor_value_info("y", out_type, [2, 3])],
+def _model(nodes, inits, out_type=TensorProto.FLOAT, opset=17, outputs=None):
+    outputs = outputs or [helper.make_tensor_value_info("y", out_type, [2, 3])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])], outputs,
                               [numpy_helper.from_array(v, k) for k, v in inits.items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
@@ -258,22 +258,67 @@ def _model(nodes, inits, out_type=TensorProto.FLOAT, opset=17):
 S, Z = np.array(0.1, np.float32), np.array(0, np.int8)
 
 
-def test_integer_output_is_refused():
-    model = _model([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])], {"s": S, "z": Z}, TensorProto.INT8)
-    with pytest.raises(UnsupportedOpError, match="integer output of QuantizeLinear.*end the model with a DequantizeLinear"):
-        compile_model(model)
+def _ort(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
 
 
-def test_integer_tensor_read_by_another_op_is_refused():
+def _quantize_to_output(shape, scale, zero, elem_type, axis=None, opset=21) -> onnx.ModelProto:
+    """x → QuantizeLinear → q (a graph output) and → DequantizeLinear → d (its pair)."""
+    attrs = {} if axis is None else {"axis": axis}
+    dtype = helper.tensor_dtype_to_np_dtype(elem_type)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], **attrs),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"], **attrs)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("q", elem_type, shape),
+                               helper.make_tensor_value_info("d", TensorProto.FLOAT, shape)],
+                              [numpy_helper.from_array(np.asarray(scale, np.float32), "s"),
+                               numpy_helper.from_array(np.asarray(zero, dtype), "z")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("elem_type,zero,axis", [
+    (TensorProto.INT8, 3, None), (TensorProto.UINT8, 128, None), (TensorProto.INT16, -7, None),
+    (TensorProto.UINT16, 40000, None), (TensorProto.INT8, [5, -3, 0], 1), (TensorProto.UINT8, [0, 7, 255], 1),
+    (TensorProto.INT16, [100, 100, 100], 1), (TensorProto.UINT16, [1, 2, 65535], 1),
+])
+def test_quantised_codes_as_a_graph_output(elem_type, zero, axis):
+    """The codes (round half to even, saturated) in i32 on the vector unit, equal to
+    onnxruntime's on ties and far outside the range; the pair beside them stays one FakeQuant."""
+    shape, scale = [2, 3, 40], 0.0375 if axis is None else [0.0375, 0.5, 0.125]
+    model = _quantize_to_output(shape, scale, zero, elem_type, axis)
+    x = _inputs(tuple(shape), 0.0375, np.random.default_rng(3))
+    want_q, want_d = _ort(model, {"x": x})
+    compiled = compile_model(model, "ideal")
+    got = execute(compiled.program, {"x": x})
+    assert [p.dtype for p in compiled.program.outputs] == ["i32", "f32"]  # returned as int32
+    np.testing.assert_array_equal(got["q"], want_q.astype(np.int32))
+    np.testing.assert_array_equal(got["d"], want_d)
+    pair = compiled.graph.producer(compiled.graph.outputs[1])
+    assert isinstance(pair.op, ops.FakeQuant) and pair.inputs == ("x",)
+
+
+def test_codes_read_by_another_op():
     model = _model([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
-                    helper.make_node("Cast", ["q"], ["y"], to=TensorProto.FLOAT)], {"s": S, "z": Z})
-    with pytest.raises(UnsupportedOpError, match="only a DequantizeLinear may read it"):
-        compile_model(model)
+                    helper.make_node("Cast", ["q"], ["c"], to=TensorProto.FLOAT),
+                    helper.make_node("Mul", ["c", "s"], ["y"])], {"s": S, "z": np.array(-4, np.int8)})
+    x = np.array([[0.05, 0.15, -0.25], [13.0, -13.0, 0.349]], np.float32)
+    got = execute(compile_model(model).program, {"x": x})["y"]
+    np.testing.assert_array_equal(got, _ort(model, {"x": x})[0])
 
 
-def test_mismatched_pair_is_refused():
+def test_a_dequantisation_on_another_grid_reads_the_codes():
     model = qdq_model_of([2, 3], 0.1, 0, TensorProto.INT8, dq_scale=0.2)
-    with pytest.raises(UnsupportedOpError, match="differ from those of QuantizeLinear"):
+    x = np.array([[0.05, 0.15, -0.25], [13.0, -13.0, 0.349]], np.float32)
+    got = execute(compile_model(model).program, {"x": x})["y"]
+    np.testing.assert_array_equal(got, _ort(model, {"x": x})[0])
+
+
+def test_four_bit_codes_outside_their_pair_are_refused():
+    model = _model([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])],
+                   {"s": S, "z": np.array(0, np.int8)}, TensorProto.INT8, opset=21)
+    model.graph.initializer[1].CopyFrom(helper.make_tensor("z", TensorProto.INT4, [], [0]))
+    model.graph.output[0].type.tensor_type.elem_type = TensorProto.INT4
+    with pytest.raises(UnsupportedOpError, match="INT4 codes, an element type nmc does not compute"):
         compile_model(model)
 
 
@@ -285,14 +330,27 @@ def test_blocked_quantisation_is_refused():
         compile_model(model)
 
 
-def test_dequantising_integer_input_needs_a_constant():
-    graph = helper.make_graph([helper.make_node("DequantizeLinear", ["x", "s", "z"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.INT8, [2, 3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
-                              [numpy_helper.from_array(S, "s"), numpy_helper.from_array(Z, "z")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    with pytest.raises(NotConstantError, match="not produced by a QuantizeLinear"):
-        compile_model(model)
+@pytest.mark.parametrize("elem_type,zero,axis", [
+    (TensorProto.INT8, -3, None), (TensorProto.UINT8, 128, None), (TensorProto.INT16, 1000, None),
+    (TensorProto.UINT16, 7, None), (TensorProto.INT32, 0, None), (TensorProto.INT8, [1, -3, 7], 1),
+    (TensorProto.UINT8, [0, 3, 255], 1), (TensorProto.INT32, [0, 0, 0], 1),
+])
+def test_dequantising_an_integer_input(elem_type, zero, axis):
+    """(x − zero_point) · scale: the subtraction in i32, the product in f32, as onnxruntime."""
+    dtype = helper.tensor_dtype_to_np_dtype(elem_type)
+    scale = np.float32(0.0375) if axis is None else np.array([0.1, 0.25, 3.0], np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["y"], **({} if axis is None else {"axis": axis}))],
+        "g", [helper.make_tensor_value_info("x", elem_type, [2, 3, 50])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 50])],
+        [numpy_helper.from_array(np.asarray(scale), "s"), numpy_helper.from_array(np.asarray(zero, dtype), "z")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    info = np.iinfo(dtype)
+    x = np.random.default_rng(4).integers(info.min, info.max, (2, 3, 50), endpoint=True).astype(dtype)
+    x.reshape(-1)[:2] = [info.min, info.max]
+    compiled = compile_model(model, "ideal")
+    assert [p.dtype for p in compiled.program.inputs] == ["i32"]
+    np.testing.assert_array_equal(execute(compiled.program, {"x": x})["y"], _ort(model, {"x": x})[0])
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn"])

@@ -11,6 +11,7 @@ from nmc.compiler.frontend.loader import (check_domains, detect_batched, fix_bat
                                          read_weights_apart)
 from nmc.compiler.frontend.dtypes import array_dtype, ir_dtype, out_of_int32, storage, type_name
 from nmc.compiler.frontend.ops import CONVERTERS, INTEGER_OUTPUTS, TYPED_OPS, supported_ops
+from nmc.compiler.frontend.ops.quant import QuantizedOutputs
 from nmc.compiler.ir.graph import Graph, TensorType
 from nmc.compiler.ir.batch import BATCH_PROBE
 from nmc.compiler.ir.verify import BatchAxisError, check_batch_axis
@@ -53,7 +54,7 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, batched: bool | None
         g.inputs.append(vi.name)
         g.tensors[vi.name] = TensorType(shape, dtype)
     alias: dict[str, str] = {}
-    quantized: dict = {}  # integer outputs of QuantizeLinear, read only by DequantizeLinear
+    quantized = QuantizedOutputs(_escaping_codes(proto))  # integer outputs of QuantizeLinear (ops/quant.py)
     for index, node in enumerate(proto.graph.node):
         convert = CONVERTERS.get(node.op_type)
         if convert is None:
@@ -74,8 +75,8 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, batched: bool | None
         name = alias.get(out.name, out.name)
         if name in quantized:
             raise UnsupportedOpError(f"graph output {out.name!r} is the integer output of QuantizeLinear node "
-                                     f"{quantized[name].label!r}; nmc computes float tensors: end the model with "
-                                     "a DequantizeLinear")
+                                     f"{quantized[name].label!r}, which only its DequantizeLinear pair reads "
+                                     "(the codes were not computed)")
         if name in rejected:
             raise ModelError(f"graph output {out.name!r} is the {rejected[name]}")
         if name not in g.tensors and name in consts:
@@ -94,6 +95,18 @@ def import_onnx(model: str | os.PathLike | onnx.ModelProto, batched: bool | None
             g.batch_shapes = _probe_shapes(original, weights)
             check_batch_axis(g)
     return g
+
+
+def _escaping_codes(model: onnx.ModelProto) -> set[str]:
+    """Outputs of QuantizeLinear nodes the model needs as integers: graph outputs and tensors read
+    by an op other than DequantizeLinear (read by DequantizeLinear only, they stay fake quantisation)."""
+    readers: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, set()).add(node.op_type)
+    outputs = {o.name for o in model.graph.output}
+    return {node.output[0] for node in model.graph.node if node.op_type == "QuantizeLinear"
+            and (node.output[0] in outputs or readers.get(node.output[0], set()) - {"DequantizeLinear"})}
 
 
 def _probe_shapes(model: onnx.ModelProto, weights: dict) -> dict[str, tuple[int, ...]]:

@@ -98,29 +98,85 @@ def _spatial_pads(ctx: NodeContext, in_spatial, kernel, strides, dilations) -> t
     raise ctx.fail(f"auto_pad={auto_pad!r}; supported: NOTSET, VALID, SAME_UPPER, SAME_LOWER")
 
 
-@converter("Conv", unit="crossbar",
-           limits="constant weight and bias; any rank, strides, pads, auto_pad, dilations, groups")
+@converter("Conv", unit="crossbar or vector",
+           limits="any rank, strides, pads, auto_pad, dilations, groups; constant weight and bias: a crossbar layer; "
+                  "a run-time weight or bias: a vector matrix product of the input's windows (kh·kw strided "
+                  "slices, one MatMul), not in a batched model")
 def conv(ctx: NodeContext) -> None:
     x_shape = ctx.shape(0)
-    weight = ctx.need_const(1, "the weight")
     if len(x_shape) < 3:
         raise ctx.fail("Conv needs an input of rank 3 or more (N, C, spatial...)")
     rank = len(x_shape) - 2
-    kernel = tuple(int(k) for k in weight.shape[2:])
+    weight = ctx.const(1)
+    kernel = tuple(int(k) for k in (ctx.shape(1) if weight is None else weight.shape)[2:])
     strides = tuple(ctx.attr("strides", [1] * rank))
     dilations = tuple(ctx.attr("dilations", [1] * rank))
     group = int(ctx.attr("group", 1))
-    pads = _spatial_pads(ctx, x_shape[2:], kernel, strides, dilations)
+    pads = tuple(int(p) for p in _spatial_pads(ctx, x_shape[2:], kernel, strides, dilations))
+    op = ops.Conv(kernel, strides, pads, dilations, group)
+    if weight is None or (ctx.has_input(2) and ctx.const(2) is None):
+        _windows_matmul(ctx, ctx.input(0), ctx.input(1), ctx.input(2) if ctx.has_input(2) else None, op,
+                        ctx.out_shape(), ctx.output)
+        return
     inputs = [ctx.input(0), ctx.input(1)]
     if ctx.has_input(2):
-        ctx.need_const(2, "the bias")
         inputs.append(ctx.input(2))
-    ctx.emit(ops.Conv(kernel, strides, tuple(int(p) for p in pads), dilations, group), inputs)
+    ctx.emit(op, inputs)
 
 
-@converter("ConvTranspose", unit="crossbar",
-           limits="constant weight and bias; any rank, strides, pads, auto_pad, output_padding, output_shape, "
-                  "dilations, groups; a Conv over the zero-upsampled input (stride^rank times the reads)")
+def _windows_matmul(ctx: NodeContext, x: str, w: str, bias: str | None, op: ops.Conv, out: tuple[int, ...],
+                    output: str) -> str:
+    """A convolution whose weight (or bias) is computed at run time: no stationary weights, so a
+    product of two activations on the vector unit. Each of the K = Π kernel taps is one strided
+    Slice of the zero-padded input, ``[N, C, *out_spatial]``; stacked per group they are the
+    input's windows ``[N, g, C/g · K, P]`` (im2col, P output positions), and one MatMul by the
+    weight viewed as ``[g, M/g, C/g · K]`` gives every output. The program grows with K, not
+    with pixels. A run-time weight in a batched model would be one weight per sample (its
+    leading axis is the batch), not the one weight of every sample ONNX means: refused."""
+    if ctx.g.batched:
+        raise BatchAxisError(f"node {ctx.label!r} ({ctx.node.op_type}): its weight is computed at run time, so in a "
+                             "model with a free batch it holds the batch axis (a weight per sample); export with a "
+                             "fixed batch size or a constant weight")
+    x_shape, w_shape = ctx.g.shape(x), ctx.g.shape(w)
+    rank = len(op.kernel)
+    n, c = x_shape[:2]
+    m, group = w_shape[0], op.group
+    if len(w_shape) != rank + 2 or c != w_shape[1] * group or m % group:
+        raise ctx.fail(f"weight of shape {list(w_shape)} does not fit an input of shape {list(x_shape)} "
+                       f"with group={group}")
+    if ctx.g.dtype(x) != "f32" or ctx.g.dtype(w) != "f32":
+        raise ctx.fail("a convolution of integer tensors; supported: float input and weight")
+    o_spatial = tuple(out[2:])
+    taps, positions, per_group = int(np.prod(op.kernel)), int(np.prod(o_spatial)), c // group
+    padded = x
+    if any(op.pads):
+        spatial = tuple(d + b + e for d, b, e in zip(x_shape[2:], op.pads[:rank], op.pads[rank:]))
+        padded = ctx.emit(ops.Pad((0, 0) + op.pads[:rank] + (0, 0) + op.pads[rank:], 0.0), [x], ctx.temp("padded"),
+                          (n, c) + spatial)
+    windows = []
+    for tap in np.ndindex(*op.kernel):
+        starts = (0, 0) + tuple(int(t) * d for t, d in zip(tap, op.dilations))
+        sliced = ctx.emit(ops.Slice(starts, (1, 1) + tuple(op.strides)), [padded], ctx.temp("tap"),
+                          (n, c) + o_spatial)
+        windows.append(ctx.emit(ops.Reshape(), [sliced], ctx.temp("tap_rows"), (n, group, per_group, 1, positions)))
+    stacked = windows[0] if taps == 1 else ctx.emit(ops.Concat(3), windows, ctx.temp("windows"),
+                                                    (n, group, per_group, taps, positions))
+    columns = ctx.emit(ops.Reshape(), [stacked], ctx.temp("columns"), (n, group, per_group * taps, positions))
+    matrix = ctx.emit(ops.Reshape(), [w], ctx.temp("weight_rows"), (group, m // group, per_group * taps))
+    product = ctx.emit(ops.MatMul(), [matrix, columns], ctx.temp("product"), (n, group, m // group, positions))
+    if bias is None:
+        return ctx.emit(ops.Reshape(), [product], output, out)
+    y = ctx.emit(ops.Reshape(), [product], ctx.temp("no_bias"), out)
+    per_channel = (m,) + (1,) * rank
+    b = ctx.add_const("bias", np.asarray(ctx.g.constants[bias], np.float32).reshape(per_channel)) \
+        if ctx.g.is_const(bias) else ctx.emit(ops.Reshape(), [bias], ctx.temp("bias"), per_channel)
+    return ctx.emit(ops.Binary("add"), [y, b], output, out)
+
+
+@converter("ConvTranspose", unit="crossbar or vector",
+           limits="any rank, strides, pads, auto_pad, output_padding, output_shape, dilations, groups; a Conv over "
+                  "the zero-upsampled input (stride^rank times the reads): constant weight and bias on crossbars, "
+                  "a run-time weight or bias as Conv's (flipped by a Slice), not in a batched model")
 def conv_transpose(ctx: NodeContext) -> None:
     """A transposed convolution is a convolution, with stride 1, of the input upsampled with
     zeros (stride − 1 between neighbours), padded by dilation · (kernel − 1) less the node's pads
@@ -129,17 +185,18 @@ def conv_transpose(ctx: NodeContext) -> None:
     other; the price is the zeros, which the crossbar reads too. Pads follow onnxruntime (with
     output_shape: total padding split with the extra at the start, SAME_UPPER at the end)."""
     x_shape = ctx.shape(0)
-    weight = np.asarray(ctx.need_const(1, "the weight"), np.float32)
+    weight = ctx.const(1)
+    w_shape = tuple(ctx.shape(1)) if weight is None else tuple(weight.shape)
     if len(x_shape) < 3:
         raise ctx.fail("ConvTranspose needs an input of rank 3 or more (N, C, spatial...)")
     rank = len(x_shape) - 2
     spatial = x_shape[2:]
     group = int(ctx.attr("group", 1))
-    kernel = tuple(int(k) for k in weight.shape[2:])
+    kernel = tuple(int(k) for k in w_shape[2:])
     if tuple(ctx.attr("kernel_shape", kernel)) != kernel:
         raise ctx.fail(f"kernel_shape {list(ctx.attr('kernel_shape'))} differs from the weight's {list(kernel)}")
-    if weight.ndim != rank + 2 or x_shape[1] != weight.shape[0] or x_shape[1] % group:
-        raise ctx.fail(f"weight of shape {list(weight.shape)} does not fit an input of shape {list(x_shape)} "
+    if len(w_shape) != rank + 2 or x_shape[1] != w_shape[0] or x_shape[1] % group:
+        raise ctx.fail(f"weight of shape {list(w_shape)} does not fit an input of shape {list(x_shape)} "
                        f"with group={group}")
     strides = tuple(int(v) for v in ctx.attr("strides", [1] * rank))
     dilations = tuple(int(v) for v in ctx.attr("dilations", [1] * rank))
@@ -185,20 +242,34 @@ def conv_transpose(ctx: NodeContext) -> None:
         if min(cropped) < 1:
             raise ctx.fail(f"pads {begins + ends} leave no output")
         steps.append((ops.Slice((0, 0) + tuple(crop_begin), (1,) * (rank + 2)), (n, c) + cropped, "cropped"))
-    in_group, out_group = weight.shape[0] // group, weight.shape[1]
-    flipped = weight.reshape((group, in_group, out_group) + kernel).swapaxes(1, 2)
-    flipped = flipped[(slice(None),) * 3 + (slice(None, None, -1),) * rank]
-    flipped = flipped.reshape((group * out_group, in_group) + kernel)
-    inputs = [None, ctx.add_const("weight", np.ascontiguousarray(flipped))]
-    if ctx.has_input(2):
-        ctx.need_const(2, "the bias")
-        inputs.append(ctx.input(2))
+    in_group, out_group = w_shape[0] // group, w_shape[1]
     pads = tuple(max(0, p) for p in conv_begin) + tuple(max(0, p) for p in conv_end)
     out = ctx.out_shape()
     if list(out[2:]) != [f - b - e for f, b, e in zip(full, begins, ends)]:
         raise ctx.fail(f"pads {begins + ends} give an output of {[f - b - e for f, b, e in zip(full, begins, ends)]}, "
                        f"but shape inference says {list(out[2:])}")
-    steps.append((ops.Conv(kernel, (1,) * rank, pads, dilations, group), out, "conv", inputs))
+    conv_op = ops.Conv(kernel, (1,) * rank, pads, dilations, group)
+    if weight is None or (ctx.has_input(2) and ctx.const(2) is None):
+        # the same kernel flip and channel swap, computed at run time: a Transpose and a reversing Slice
+        grouped = (group, in_group, out_group) + kernel
+        swapped = (group, out_group, in_group) + kernel
+        flipped = ctx.chain(ctx.input(1), [
+            (ops.Reshape(), grouped, "weight_groups"),
+            (ops.Transpose((0, 2, 1) + tuple(range(3, 3 + rank))), swapped, "weight_swapped"),
+            (ops.Slice((0, 0, 0) + tuple(k - 1 for k in kernel), (1, 1, 1) + (-1,) * rank), swapped, "weight_flipped"),
+            (ops.Reshape(), (group * out_group, in_group) + kernel, "weight_conv")], ctx.temp("weight_conv"))
+        upsampled_x = ctx.chain(ctx.input(0), steps, ctx.temp("conv_input")) if steps else ctx.input(0)
+        _windows_matmul(ctx, upsampled_x, flipped, ctx.input(2) if ctx.has_input(2) else None, conv_op, out,
+                        ctx.output)
+        return
+    weight = np.asarray(weight, np.float32)
+    flipped = weight.reshape((group, in_group, out_group) + kernel).swapaxes(1, 2)
+    flipped = flipped[(slice(None),) * 3 + (slice(None, None, -1),) * rank]
+    flipped = flipped.reshape((group * out_group, in_group) + kernel)
+    inputs = [None, ctx.add_const("weight", np.ascontiguousarray(flipped))]
+    if ctx.has_input(2):
+        inputs.append(ctx.input(2))
+    steps.append((conv_op, out, "conv", inputs))
     ctx.chain(ctx.input(0), steps)
 
 

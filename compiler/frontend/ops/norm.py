@@ -6,6 +6,7 @@ import numpy as np
 from nmc.compiler.frontend.context import NodeContext, norm_axis
 from nmc.compiler.frontend.ops import converter
 from nmc.compiler.ir import ops
+from nmc.compiler.ir.graph import TensorType
 from nmc.compiler.ir.verify import BatchAxisError
 
 
@@ -73,12 +74,18 @@ def reduce_axes(ctx: NodeContext) -> tuple[int, ...] | None:
     return tuple(sorted({norm_axis(a, rank, ctx) for a in axes})) if axes else tuple(range(rank))
 
 
-@converter(*_REDUCE, limits="constant axes")
+@converter("ReduceMean", "ReduceSum", limits="constant axes")
 def reduce(ctx: NodeContext) -> None:
     axes = reduce_axes(ctx)
     if axes is None:
         return ctx.alias(ctx.output, ctx.input(0))
     ctx.emit(ops.Reduce(_REDUCE[ctx.node.op_type], axes, bool(ctx.attr("keepdims", 1))), [ctx.input(0)])
+
+
+@converter("ReduceMax", "ReduceMin", typed=True,
+           limits="constant axes; float, integer and bool data (bool: any / all), exact in i32")
+def reduce_extreme(ctx: NodeContext) -> None:
+    reduce(ctx)
 
 
 @converter("ReduceSumSquare", "ReduceL2", "ReduceL1", "ReduceLogSum", "ReduceLogSumExp",
@@ -207,8 +214,9 @@ def lrn(ctx: NodeContext) -> None:
                   (ops.Binary("div"), shape, "lrn", [x, None])])
 
 
-@converter("CumSum",
-           limits="constant axis; exclusive, reverse; a product with a triangular constant, O(n²) in the axis length")
+@converter("CumSum", typed=True,
+           limits="constant axis; exclusive, reverse; float or integer data (exact in i32); a product with a "
+                  "triangular constant, O(n²) in the axis length")
 def cumsum(ctx: NodeContext) -> None:
     """Cumulative sums along one axis as T @ x', x' the input regarded as [..., n, rest] and T
     the n × n triangle of ones (strict for ``exclusive``, upper for ``reverse``): a matrix product
@@ -230,7 +238,14 @@ def cumsum(ctx: NodeContext) -> None:
         ones = cols > rows if exclusive else cols >= rows
     else:
         ones = cols < rows if exclusive else cols <= rows
-    triangle = ctx.add_const("triangle", ones.astype(np.float32))
+    if ctx.g.dtype(ctx.input(0)) == "f32":
+        triangle = ctx.add_const("triangle", ones.astype(np.float32))
+    elif ctx.g.dtype(ctx.input(0)) == "i32":  # integer sums in i32 (wrapping beyond it, as onnxruntime's int32)
+        triangle = ctx.g.fresh(f"{ctx.output}.triangle")
+        ctx.g.constants[triangle] = ones.astype(np.int32)
+        ctx.g.tensors[triangle] = TensorType((n, n), "i32")
+    else:
+        raise ctx.fail(f"CumSum of a {ctx.g.dtype(ctx.input(0))} tensor; supported: float and integer tensors")
     columns = tuple(shape[:axis]) + (n, int(np.prod(shape[axis + 1:])))
     if columns == tuple(shape):
         return ctx.emit(ops.MatMul(), [triangle, ctx.input(0)])
