@@ -221,7 +221,8 @@ class CostModel:
             out.cycles = loop.count * body.cycles
         else:
             out.cycles = body.cycles + (loop.count - 1) * interval
-        # a loop's latency is attributed to its layers in proportion to their energy share
+        # layer_cycles stay the instructions' own cycles, count times over (shares of the work,
+        # as the report uses them; pipelining shortens the loop's latency, not these)
         return out
 
 
