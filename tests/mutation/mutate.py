@@ -184,7 +184,8 @@ def recheck(work: Path, plan: list[str], workers: int) -> None:
     done = json.loads(path.read_text()) if path.exists() else {}
     with ThreadPoolExecutor(workers) as pool:
         for name, code in zip(todo, pool.map(verdict, todo)):
-            done[name] = {1: "killed", -1: "timeout", 0: "survived"}.get(code, f"error {code}")
+            # pytest's 2: a test module fails to import (collection error), which fails the run too
+            done[name] = {1: "killed", 2: "killed", -1: "timeout", 0: "survived"}.get(code, f"error {code}")
             path.write_text(json.dumps(done, indent=0, ensure_ascii=False))
     print(f"rechecked {len(todo)}: {sum(done[n] == 'killed' for n in todo)} killed by the new tests")
 
