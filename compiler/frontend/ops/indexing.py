@@ -196,13 +196,9 @@ def _finish(ctx: NodeContext, t: str) -> None:
         ctx.alias(ctx.output, t)
 
 
-@converter("GatherElements", typed=True, opsets="11+",
-           limits="constant indices: a Slice (a view) when they read a box, else a gather by a constant index "
-                  "table; indices computed at run time: a gather of positions and one gather of the elements "
-                  "(not along the batch axis of a batched model)")
-def gather_elements(ctx: NodeContext) -> None:
-    """``y[p] = x[p with p[axis] = indices[p]]``: the element at C-ordered position
-    ``Σ_{j≠axis} p_j·stride_j + indices[p]·stride_axis`` of x, so one gather of x's elements."""
+def _element_indices(ctx: NodeContext):
+    """GatherElements' and ScatterElements' data, its shape, the axis and the indices' shape,
+    checked: indices of the data's rank, no larger than the data off the axis, not empty."""
     data = ctx.input(0)
     shape = ctx.g.shape(data)
     rank = len(shape)
@@ -214,6 +210,17 @@ def gather_elements(ctx: NodeContext) -> None:
         raise _bad_model(ctx, f"indices {list(ishape)} exceed data {list(shape)} on an axis other than {axis}")
     if 0 in ishape:
         raise ctx.fail("empty indices give an empty tensor; nmc has no empty tensors")
+    return data, shape, rank, axis, ishape
+
+
+@converter("GatherElements", typed=True, opsets="11+",
+           limits="constant indices: a Slice (a view) when they read a box, else a gather by a constant index "
+                  "table; indices computed at run time: a gather of positions and one gather of the elements "
+                  "(not along the batch axis of a batched model)")
+def gather_elements(ctx: NodeContext) -> None:
+    """``y[p] = x[p with p[axis] = indices[p]]``: the element at C-ordered position
+    ``Σ_{j≠axis} p_j·stride_j + indices[p]·stride_axis`` of x, so one gather of x's elements."""
+    data, shape, rank, axis, ishape = _element_indices(ctx)
     if axis == 0 and _per_sample(ctx, data):
         raise _batch_refusal(ctx, "it gathers along axis 0")
     strides = _strides(shape)
@@ -453,17 +460,7 @@ _SCATTER_LIMITS = ("constant indices: a gather and select per write depth; indic
 def scatter_elements(ctx: NodeContext) -> None:
     """``y = x`` with ``y[p with p[axis] = indices[p]] = updates[p]`` (or combined by the
     reduction, in update order); Scatter is its old name (opsets 9 and 10)."""
-    data = ctx.input(0)
-    shape = ctx.g.shape(data)
-    rank = len(shape)
-    axis = norm_axis(int(ctx.attr("axis", 0)), rank, ctx)
-    ishape = ctx.shape(1)
-    if len(ishape) != rank:
-        raise _bad_model(ctx, f"indices of rank {len(ishape)} for data of rank {rank}; they must be equal")
-    if any(ishape[j] > shape[j] for j in range(rank) if j != axis):
-        raise _bad_model(ctx, f"indices {list(ishape)} exceed data {list(shape)} on an axis other than {axis}")
-    if 0 in ishape:
-        raise ctx.fail("empty indices: nmc has no empty tensors")
+    data, shape, rank, axis, ishape = _element_indices(ctx)
     updates = _updates(ctx, data, ishape)
     fn = _reduction(ctx, ctx.g.dtype(data))
     if axis == 0 and _per_sample(ctx, data):
