@@ -65,6 +65,11 @@ class CrossbarCores:
     def crossbars(self) -> int:
         return self.count * self.crossbars_per_core
 
+    @property
+    def adcs(self) -> int:
+        """ADCs per crossbar: one per ``cols_per_adc`` columns, the last serving what is left."""
+        return -(-self.cols // self.cols_per_adc)
+
 
 @dataclass(frozen=True)
 class CamCores:

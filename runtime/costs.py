@@ -146,7 +146,7 @@ class CostModel:
         tile = self.p.tiles[ins.operands[1].name]
         n, k = self.p.consts[tile.weights].shape
         arith = TileArithmetic.of(tile, self.xb)
-        adcs = max(1, self.xb.cols // self.xb.cols_per_adc)
+        adcs = self.xb.adcs
         return dict(n=n, k=k, slices=arith.slices, reads=arith.reads, cols=arith.columns(n),
                     conversions=arith.conversions(n), adcs=adcs, tile=tile.name,
                     ibits=arith.input_bits_per_phase, wbits=tile.weight_bits, bits_per_read=arith.bits_per_read)

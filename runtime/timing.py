@@ -296,7 +296,7 @@ def area(program: Program, target: Target) -> dict:
         elif isinstance(group, CamCores):
             out["cam_cores"] = out.get("cam_cores", 0.0) + group.count * group.core_area_mm2
         else:
-            adcs = group.cols // group.cols_per_adc if group.analog else 0
+            adcs = group.adcs if group.analog else 0
             out["crossbars"] += group.crossbars * (c.crossbar_core_area_mm2
                                                    + group.rows * group.cols * c.array_area_um2_per_cell * 1e-6)
             out["adcs"] += group.crossbars * adcs * c.adc_area_um2 * 1e-6

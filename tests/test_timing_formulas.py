@@ -293,14 +293,15 @@ def test_adc_bound_signed_mvm():
     assert stats.adc_utilization == pytest.approx(4 * t_adc / stats.latency_cycles)
 
 
-@pytest.mark.parametrize("cols_per_adc, adcs", [(256, 1), (96, 2)])
+@pytest.mark.parametrize("cols_per_adc, adcs", [(256, 1), (96, 3), (128, 2)])
 def test_fewer_adcs_convert_in_turn(cols_per_adc, adcs):
-    # 256 columns, one ADC per cols_per_adc of them (whole ADCs, at least one): each ADC
-    # converts ceil(20 / adcs) of the 20 conversions per read, 2.5 ns (5 cycles) each
+    # 256 columns, one ADC per cols_per_adc of them (the last serving what is left: 96 per ADC
+    # needs 3, once counted as 2 by floor division): each ADC converts ceil(20 / adcs) of the 20
+    # conversions per read, 2.5 ns (5 cycles) each, and the area counts the same ADCs
     target = xb_target(cols_per_adc=cols_per_adc)
     t_adc = -(-20 // adcs) * 5.0
     assert estimate(xb_program(), target).latency_cycles == pytest.approx(9.0 + 3 * t_adc + t_adc)
-    assert area(xb_program(), target)["adcs"] == pytest.approx(6 * (256 // cols_per_adc) * 1000e-6)
+    assert area(xb_program(), target)["adcs"] == pytest.approx(6 * adcs * 1000e-6)
 
 
 def test_read_bound_mvm_overlaps_conversions():
