@@ -4,6 +4,7 @@
     python tests/mutation/mutate.py "nmc.runtime.noise*" # mutants whose names match (fnmatch)
     python tests/mutation/mutate.py --summary            # tables of the last run, no new run
     python tests/mutation/mutate.py --survivors runtime/noise.py   # their diffs, for triage
+    python tests/mutation/mutate.py --sample 600         # a uniform random sample (seeded), scored
 
 mutmut names a module by its path, and the repository root *is* the package ``nmc``; so the
 work directory holds the package under ``nmc/`` beside ``tests/`` and ``examples/`` (a layout
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -190,6 +193,42 @@ def recheck(work: Path, plan: list[str], workers: int) -> None:
     print(f"rechecked {len(todo)}: {sum(done[n] == 'killed' for n in todo)} killed by the new tests")
 
 
+def sample(work: Path, n: int, seed: int) -> list[str]:
+    """The first ``n`` mutants of a seeded shuffle of all of them (so a larger ``n`` extends the
+    sample): a simple random sample, whose score estimates the whole population's."""
+    names = sorted(statuses(work))
+    random.Random(seed).shuffle(names)
+    return names[:n]
+
+
+def wilson(killed: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a proportion ``killed / n``."""
+    if n == 0:
+        return 0.0, 1.0
+    p = killed / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def sample_summary(work: Path, names: list[str]) -> str:
+    """The sample's score with its 95 % interval (finite population ignored: conservative)."""
+    found = statuses(work)
+    found.update(_rechecked(work))
+    chosen = {n: found[n] for n in names if n in found}
+    same = equivalent(work, chosen)
+    c = Counter("equivalent" if n in same else st for n, st in chosen.items())
+    killed = sum(c[s] for s in KILLED)
+    counted = sum(c.values()) - c["not checked"] - c["skipped"] - c["equivalent"]
+    lo, hi = wilson(killed, counted)
+    return (f"sample of {len(names)} (seed {SEED}): {killed} killed of {counted} non-equivalent run "
+            f"({c['equivalent']} equivalent, {c['not checked']} not run): "
+            f"{100 * killed / max(counted, 1):.1f} %, 95 % interval {100 * lo:.1f}–{100 * hi:.1f} %")
+
+
+SEED = 20261202
+
+
 def _row(label: str, c: Counter) -> str:
     killed = sum(c[s] for s in KILLED)
     run_ = sum(c.values()) - c["not checked"] - c["skipped"]
@@ -215,6 +254,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "nmc-mutation")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--summary", action="store_true", help="print the tables of the last run only")
+    ap.add_argument("--sample", type=int, metavar="N",
+                    help="run (or, with --summary, score) a seeded uniform random sample of N mutants")
     ap.add_argument("--survivors", metavar="MODULE", help="print surviving mutants of e.g. runtime/noise.py")
     ap.add_argument("--recheck", nargs="+", metavar="MODULE=TESTS",
                     help="run survivors against tests written since the run (see recheck())")
@@ -226,12 +267,18 @@ def main(argv=None) -> int:
     if args.survivors:
         survivors(args.work, args.survivors)
         return 0
+    if args.sample and not (args.work / "mutants").exists():
+        prepare(args.work)   # generate the mutants (and mutmut's test statistics) to draw from
+        run(args.work, ["nmc.no_mutant_has_this_name*"], args.workers)
+    chosen = sample(args.work, args.sample, SEED) if args.sample else args.patterns
     if not args.summary:
         prepare(args.work)
-        code = run(args.work, args.patterns, args.workers)
+        code = run(args.work, chosen, args.workers)
         if code not in (0, 1):   # mutmut exits 1 when there are survivors
             return code
     print(summary(args.work))
+    if args.sample:
+        print(sample_summary(args.work, chosen))
     return 0
 
 
