@@ -85,6 +85,47 @@ class DeviceModel(ABC):
         """Cells programmed to ``g_target`` (µS), drawing from ``rng``; ``options.time`` is the
         time of the run, for models whose programmed spread depends on it."""
 
+    def program_verified(self, g_target: np.ndarray, rng: np.random.Generator, options: RunConditions | None,
+                         tolerance: float, max_pulses: int) -> tuple[Programmed, np.ndarray]:
+        """Iterative program-and-verify: program every cell, read it back (with the read noise of
+        a read ``VERIFY_TIME`` after the pulse), and program again the cells farther than
+        ``tolerance`` · g_max from their targets, at most ``max_pulses`` times; then let the cells
+        settle until the run's time (``settle``). Returns the state and the pulses per cell.
+        The spread left is that of the accepted attempts (bounded by the tolerance and the verify
+        read's noise), so it shrinks with tighter tolerances and more pulses, as measured on PCM
+        (Papandreou et al., ISCAS 2011) and RRAM arrays (Wan et al., Nature 2022, Methods)."""
+        shape = g_target.shape
+        flat = np.asarray(g_target, dtype=np.float64).reshape(-1)
+        g = np.empty_like(flat)
+        nu = None
+        pulses = np.zeros(flat.shape, np.int32)
+        todo = np.arange(flat.size)
+        for _ in range(max_pulses):
+            state = self.program(flat[todo], rng, _AT_VERIFY)
+            g[todo] = state.g
+            if state.nu is not None:
+                nu = np.zeros_like(flat) if nu is None else nu
+                nu[todo] = state.nu
+            pulses[todo] += 1
+            read = self.verify_read(state, rng)
+            todo = todo[np.abs(read - flat[todo]) > tolerance * self.g_max]
+            if not todo.size:
+                break
+        state = Programmed(g.reshape(shape), None if nu is None else nu.reshape(shape))
+        return self.settle(state, g_target, rng, options), pulses.reshape(shape)
+
+    def verify_read(self, state: Programmed, rng: np.random.Generator) -> np.ndarray:
+        """One read of freshly programmed cells, as the verify step sees them."""
+        rel = self.read_sigma(state, VERIFY_TIME)
+        g = self.conductance(state, VERIFY_TIME)
+        return g if rel is None else g + np.abs(g) * rel * rng.standard_normal(g.shape)
+
+    def settle(self, state: Programmed, g_target: np.ndarray, rng: np.random.Generator,
+               options: RunConditions | None) -> Programmed:
+        """What happens to verified cells between programming and the run, beyond drift (which
+        ``conductance`` applies): nothing, unless a model says otherwise."""
+        return state
+
     def conductance(self, state: Programmed, t: float) -> np.ndarray:
         """Conductances (µS) at ``t`` seconds after programming."""
         return state.g
@@ -111,6 +152,16 @@ class DeviceModel(ABC):
     def stochastic(self) -> bool:
         return True
 
+
+VERIFY_TIME = 1e-6  # s: a verify read follows its pulse within a microsecond (assumption)
+
+
+@dataclass(frozen=True)
+class _Verify:
+    time: float = 1.0  # programming attempts are checked right away (RRAM's fit nearest: 1 s)
+
+
+_AT_VERIFY = _Verify()
 
 MODELS: dict[str, type[DeviceModel]] = {}
 
@@ -306,6 +357,32 @@ class RRAM(DeviceModel):
             g = np.where(u < self.stuck_on_rate, self.g_max, g)
             g = np.where((u >= self.stuck_on_rate) & (u < self.stuck_on_rate + self.stuck_off_rate), self.g_min, g)
         return Programmed(g)
+
+    def program_verified(self, g_target, rng, options, tolerance, max_pulses):
+        """Program-and-verify of the healthy cells; a stuck cell stays stuck whatever the pulses
+        (it spends them all unless its stuck value is within the tolerance)."""
+        sticks = self.switches.stuck_at and self.stuck_on_rate + self.stuck_off_rate > 0
+        u = rng.random(g_target.shape)
+        healthy = dataclasses.replace(self, stuck_on_rate=0.0, stuck_off_rate=0.0)
+        state, pulses = DeviceModel.program_verified(healthy, g_target, rng, options, tolerance, max_pulses)
+        if not sticks:
+            return state, pulses
+        on = u < self.stuck_on_rate
+        off = (u >= self.stuck_on_rate) & (u < self.stuck_on_rate + self.stuck_off_rate)
+        g = np.where(on, self.g_max, np.where(off, self.g_min, state.g))
+        stuck_ok = np.abs(g - self.quantize(g_target)) <= tolerance * self.g_max
+        pulses = np.where((on | off) & ~stuck_ok, max_pulses, np.where(on | off, 1, pulses)).astype(np.int32)
+        return Programmed(g), pulses
+
+    def settle(self, state, g_target, rng, options):
+        """Relaxation after verification: the NeuRRAM spread grows from its 1-s fit to the run's
+        time; the growth (σ(t)² − σ(1 s)², in quadrature) is drawn on top of the verified error."""
+        t = max(options.time, 1.0) if options is not None else 1.0
+        if not self.switches.programming_noise or t <= 1.0:
+            return state
+        g = self.quantize(g_target)
+        grow = np.sqrt(np.maximum(self.sigma(g, t) ** 2 - self.sigma(g, 1.0) ** 2, 0.0))
+        return Programmed(np.clip(state.g + grow * rng.standard_normal(g.shape), 0.0, None))
 
     def read_sigma(self, state: Programmed, t: float) -> np.ndarray | None:
         if not self.switches.read_noise or self.read_noise_rel <= 0:

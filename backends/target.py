@@ -121,6 +121,49 @@ class Device:
 
 
 @dataclass(frozen=True)
+class Programming:
+    """How the chip is programmed and kept accurate (``[programming]``), with what it costs.
+
+    ``write_verify``: each cell is programmed, read back and reprogrammed until it lies within
+    ``tolerance`` · g_max of its target or ``max_pulses`` pulses are spent (iterative
+    program-and-verify, as PCM and RRAM inference chips program weights: Papandreou et al.,
+    ISCAS 2011; Wan et al., Nature 2022; Le Gallo et al., Nat. Electron. 2023). Without it one
+    pulse per cell. Each pulse costs ``pulse_ns`` and ``pulse_pj`` per cell and each verify read
+    ``verify_ns`` and ``verify_pj``; a crossbar programs one row at a time (the row's cells in
+    parallel), crossbar cores in parallel.
+    ``copies``: up to this many devices per weight, on extra rows whose currents add on the same
+    column (the ADC's full scale grows with them, so a conversion reads their mean), chosen per
+    layer by sensitivity within ``copies_budget`` crossbars (0: every crossbar the model leaves
+    free on the chip).
+    ``column_calibration``: after programming, ``calibration_inputs`` random input vectors per
+    tile read through the programmed cells fit a gain and an offset per output column against the
+    exact products (applied digitally after recombination). ``drift_compensation``: ``global``
+    (one factor per tile), ``column`` (one per output column) or ``none``."""
+
+    write_verify: bool = False
+    tolerance: float = 0.02
+    max_pulses: int = 20
+    # per cell and pulse: a PCM SET/RESET pulse is ~100 ns at a few pJ (Burr et al., JVST B 28,
+    # 223 (2010), Table: RESET ~0.1–0.5 mA at ~1 V for tens of ns); presets refine these
+    pulse_ns: float = 100.0
+    pulse_pj: float = 10.0
+    verify_ns: float = 100.0    # a verify read: a read pulse and a sense (assumption)
+    verify_pj: float = 0.1
+    copies: int = 1
+    copies_budget: int = 0
+    column_calibration: bool = False
+    calibration_inputs: int = 64
+    drift_compensation: str = "global"
+
+    @property
+    def default(self) -> bool:
+        return self == Programming()
+
+
+DRIFT_COMPENSATIONS = ("global", "column", "none")
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     summary: str
@@ -131,6 +174,7 @@ class Target:
     device: Device
     source: str  # the TOML text, embedded in every compiled program
     costs: Costs = Costs()
+    programming: Programming = Programming()
 
     @property
     def core_count(self) -> int:
@@ -184,6 +228,11 @@ _FIELDS = {
                "programming_noise": (bool, False), "drift": (bool, False), "stuck_at": (bool, False),
                "adc_noise_lsb": (float, False),
                "adc_offset_lsb": (float, False), "read_noise_rel": (float, False)},
+    "programming": {"write_verify": (bool, False), "tolerance": (float, False), "max_pulses": (int, False),
+                    "pulse_ns": (float, False), "pulse_pj": (float, False), "verify_ns": (float, False),
+                    "verify_pj": (float, False), "copies": (int, False), "copies_budget": (int, False),
+                    "column_calibration": (bool, False), "calibration_inputs": (int, False),
+                    "drift_compensation": (str, False)},
 }
 _VECTOR = {"kind": (str, True), "count": (int, True), "precision": (str, True)}
 _CROSSBAR = {"kind": (str, True), "count": (int, True), "technology": (str, True), "rows": (int, True),
@@ -256,7 +305,8 @@ def parse_target(text: str, origin: str = "<target>") -> Target:
         raise TargetError(f"{origin}: not valid TOML: {e}") from None
     for key in doc:
         if key not in _FIELDS and key not in ("cores", "costs"):
-            raise TargetError(f"{origin}: unknown section [{key}]; known: chip, verify, cores, device, costs")
+            raise TargetError(f"{origin}: unknown section [{key}]; known: chip, verify, cores, device, costs, "
+                              "programming")
     sections = {}
     for section in ("chip", "verify"):
         if not isinstance(doc.get(section), dict):
@@ -339,4 +389,60 @@ def parse_target(text: str, origin: str = "<target>") -> Target:
             raise TargetError(f"{origin}: field costs.{key} must be positive")
     chip, verify = sections["chip"], sections["verify"]
     return Target(chip["name"], chip["summary"], chip["clock_ghz"], verify["rtol"], verify["min_top1_agreement"],
-                  tuple(cores), Device(**dev), text, Costs(**cost_values))
+                  tuple(cores), Device(**dev), text, Costs(**cost_values), _programming(origin, doc))
+
+
+def _programming(origin: str, doc: dict) -> Programming:
+    table = doc.get("programming", {})
+    if not isinstance(table, dict):
+        raise TargetError(f"{origin}: [programming] must be a table")
+    v = _table(origin, "programming", table, _FIELDS["programming"])
+    _positive(origin, "programming", v, "tolerance", "max_pulses", "copies", "calibration_inputs")
+    for key in ("pulse_ns", "pulse_pj", "verify_ns", "verify_pj", "copies_budget"):
+        if v.get(key, 0) < 0:
+            raise TargetError(f"{origin}: field programming.{key} = {v[key]} must not be negative")
+    if v.get("drift_compensation", "global") not in DRIFT_COMPENSATIONS:
+        raise TargetError(f"{origin}: programming.drift_compensation = {v['drift_compensation']!r}; "
+                          f"known: {', '.join(DRIFT_COMPENSATIONS)}")
+    return Programming(**v)
+
+
+def with_fields(target: Target, fields: dict[str, object]) -> Target:
+    """``target`` with fields set by dotted name (``{"programming.write_verify": True,
+    "cores.crossbar.adc_bits": 6}``; a ``[[cores]]`` group is named by its kind), checked like a
+    file. Its source becomes the TOML of the result (comments are not kept)."""
+    doc = tomllib.loads(target.source)
+    for name, value in fields.items():
+        section, _, key = name.partition(".")
+        if not key:
+            raise TargetError(f"{name}: name a field as SECTION.FIELD (e.g. programming.write_verify)")
+        if section == "cores":
+            kind, _, key = key.partition(".")
+            groups = [g for g in doc.get("cores", []) if g.get("kind") == kind]
+            if not groups or not key:
+                raise TargetError(f"{name}: the target has no [[cores]] group of kind {kind!r}")
+            groups[0][key] = value
+        else:
+            doc.setdefault(section, {})[key] = value
+    return parse_target(to_toml(doc), f"{target.name} with {', '.join(f'{k}={v}' for k, v in fields.items())}")
+
+
+def to_toml(doc: dict) -> str:
+    """A target document (tables of scalars, ``[[cores]]``) as TOML text."""
+    def scalar(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        raise TargetError(f"cannot write {v!r} into a target file")
+
+    lines = []
+    for section, table in doc.items():
+        groups = table if isinstance(table, list) else [table]
+        for group in groups:
+            lines.append(f"[[{section}]]" if isinstance(table, list) else f"[{section}]")
+            lines += [f"{k} = {scalar(v)}" for k, v in group.items()]
+            lines.append("")
+    return "\n".join(lines)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -65,6 +65,14 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, target: str | Targ
     """
     tgt = target if isinstance(target, Target) else load_target(target)
     passes = _configure(default_passes(), pass_options or {})
+    if calibration is not None and _wants_sensitivity(passes, tgt):
+        # redundancy by measured sensitivity: compile once without copies, weigh each layer
+        from nmc.compiler.redundancy import layer_sensitivity
+
+        single = {**(pass_options or {}), "tile-mapping": _with(pass_options, "tile-mapping", "copies=1")}
+        first = compile_model(model, tgt, single, check, batched, calibration)
+        weights = layer_sensitivity(first.program, tgt, calibration)
+        passes = [replace(p, sensitivity=tuple(weights.items())) if isinstance(p, TileMapping) else p for p in passes]
     stages = ["frontend", *(["calibration"] if calibration is not None else []), *(p.name for p in passes),
               "codegen", "validate"]
     step = _stepper(stages, progress)
@@ -114,6 +122,17 @@ def _stepper(stages: list[str], progress: Callable[..., None] | None) -> Callabl
         if progress is not None:
             progress(stages.index(name) if name is not None else len(stages), len(stages), name or "done")
     return step
+
+
+def _wants_sensitivity(passes: list[Pass], target: Target) -> bool:
+    tiling = next(p for p in passes if isinstance(p, TileMapping))
+    copies = tiling.copies or target.programming.copies
+    return copies > 1 and not tiling.sensitivity and target.crossbar is not None and target.crossbar.analog
+
+
+def _with(options: dict[str, str] | None, name: str, extra: str) -> str:
+    given = (options or {}).get(name, "")
+    return f"{given},{extra}" if given else extra
 
 
 def _configure(passes: list[Pass], options: dict[str, str]) -> list[Pass]:

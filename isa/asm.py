@@ -80,7 +80,7 @@ def format_program(p: Program) -> str:
     for t in p.tiles.values():
         lines.append(f".tile {t.name} weights={t.weights} core={t.core} xbar={t.xbar} row={t.row} col={t.col} "
                      f"in_bits={t.in_bits} in_signed={int(t.in_signed)} adc_range={float(t.adc_range)!r} "
-                     f"weight_bits={t.weight_bits} layer={t.layer}")
+                     f"weight_bits={t.weight_bits} layer={t.layer}" + (f" copies={t.copies}" if t.copies != 1 else ""))
     for layer in p.layers:
         lines.append(f".layer {layer.index} {json.dumps(layer.name)} {json.dumps(layer.op)}")
     for core in sorted(p.cores):
@@ -137,8 +137,8 @@ class _Build(Transformer):
     def tile(self, name, *fields):
         values = {}
         for key, value in fields:
-            if str(key) not in Tile.FIELDS:
-                raise _Semantic(f"unknown tile field {key}; fields: {', '.join(Tile.FIELDS)}", key)
+            if str(key) not in Tile.FIELDS + Tile.OPTIONAL:
+                raise _Semantic(f"unknown tile field {key}; fields: {', '.join(Tile.FIELDS + Tile.OPTIONAL)}", key)
             if str(key) in values:
                 raise _Semantic(f"tile field {key} given twice", key)
             values[str(key)] = value
@@ -149,7 +149,7 @@ class _Build(Transformer):
             tile = Tile(str(name), str(values["weights"]), int(values["core"]), int(values["xbar"]),
                         int(values["row"]), int(values["col"]), int(values["in_bits"]),
                         bool(int(values["in_signed"])), float(values["adc_range"]), int(values["weight_bits"]),
-                        int(values["layer"]))
+                        int(values["layer"]), int(values.get("copies", 1)))
         except ValueError as e:
             raise _Semantic(f"tile {name}: bad field value ({e})", name) from None
         if str(name) in self.p.tiles:

@@ -54,7 +54,8 @@ class Tile:
     ``[N, K]`` of signed integers of ``weight_bits``; inputs are ``in_bits`` integers (signed or
     not); the column ADCs cover ``[-adc_range, adc_range]`` in units of one cell level times one
     input level. ``core``/``xbar``/``row``/``col`` say where it sits on the chip, ``layer`` which
-    layer of the mapping table it belongs to. ``backends.tile_arithmetic`` says what these mean
+    layer of the mapping table it belongs to, ``copies`` on how many rows each weight is stored
+    (their currents add; the ADC reads their mean). ``backends.tile_arithmetic`` says what these mean
     in cells, reads and conversions on a target's crossbars."""
 
     name: str
@@ -68,8 +69,10 @@ class Tile:
     adc_range: float
     weight_bits: int
     layer: int
+    copies: int = 1  # devices per weight, on extra rows whose currents add on each column
 
     FIELDS = ("weights", "core", "xbar", "row", "col", "in_bits", "in_signed", "adc_range", "weight_bits", "layer")
+    OPTIONAL = ("copies",)
 
 
 @dataclass(frozen=True)

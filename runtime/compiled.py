@@ -80,6 +80,15 @@ class CompiledProgram:
         return Runs(self.run(feeds, time=t, seed=seed + i, noise=noise, drift_compensation=drift_compensation)
                     for i in range(trials) for t in times)
 
+    def programming(self, *, time: float | str = 0.0, seed: int = 0, noise: bool = True):
+        """Program one chip (``seed``) as a run at ``time`` would and say what it cost: time,
+        energy and pulses per layer (``runtime.programming.ProgrammingCost``)."""
+        from nmc.runtime.machine import Chip
+        from nmc.runtime.programming import programming_cost
+
+        options = SimOptions(time=parse_duration(time, "time"), seed=_seed(seed), noise=noise)
+        return programming_cost(self.program, self.target, Chip(self.program, self.target, options).tiles)
+
     def stats(self) -> Stats:
         """Latency, energy, area and utilisation of one inference on the program's chip."""
         return estimate(self.program, self.target)

@@ -141,19 +141,23 @@ class CostModel:
     def _scheduled(self, ins: Instr, core: int, cost: Cost) -> None:
         """send, recv and sync: charged by the core timelines."""
 
-    def xmvm_shape(self, ins: Instr) -> dict:
-        """The counts one xmvm implies: reads, rows, outputs, slices, conversions."""
-        tile = self.p.tiles[ins.operands[1].name]
+    def xmvm_shape(self, ins: Instr | str) -> dict:
+        """The counts one xmvm (or one MVM of the tile named) implies: reads, rows, outputs,
+        slices, conversions."""
+        tile = self.p.tiles[ins if isinstance(ins, str) else ins.operands[1].name]
         n, k = self.p.consts[tile.weights].shape
         arith = TileArithmetic.of(tile, self.xb)
         adcs = self.xb.adcs
-        return dict(n=n, k=k, slices=arith.slices, reads=arith.reads, cols=arith.columns(n),
+        return dict(n=n, k=k, rows=k * tile.copies, slices=arith.slices, reads=arith.reads, cols=arith.columns(n),
                     conversions=arith.conversions(n), adcs=adcs, tile=tile.name,
                     ibits=arith.input_bits_per_phase, wbits=tile.weight_bits, bits_per_read=arith.bits_per_read)
 
     def _xmvm(self, ins: Instr, core: int, cost: Cost) -> None:
-        """An MVM on a crossbar tile: its reads, conversions and columns from the tile arithmetic."""
-        s = self.xmvm_shape(ins)
+        self.mvm(ins.operands[1].name, cost)
+
+    def mvm(self, tile: str, cost: Cost) -> None:
+        """One MVM on a crossbar tile: its reads, conversions and columns from the tile arithmetic."""
+        s = self.xmvm_shape(tile)
         c, xb = self.c, self.xb
         cost.macs = s["n"] * s["k"]
         cost.analog_macs = cost.macs if xb.analog else 0.0
@@ -172,8 +176,9 @@ class CostModel:
         cost.cycles = t_read + (s["reads"] - 1) * step + t_adc
         cost.busy[unit] = s["reads"] * step
         cost.busy[Unit("adc", s["tile"])] = s["reads"] * t_adc
-        cost.energy["array"] = s["reads"] * s["k"] * s["cols"] * c.array_cell_read_pj
-        cost.energy["dac"] = s["reads"] * s["k"] * c.dac_pj
+        # every copy of a weight is a driven row (its cells read, its DAC held)
+        cost.energy["array"] = s["reads"] * s["rows"] * s["cols"] * c.array_cell_read_pj
+        cost.energy["dac"] = s["reads"] * s["rows"] * c.dac_pj
         cost.energy["adc"] = s["reads"] * s["conversions"] * c.adc_conversion_pj(xb.adc_bits)
         cost.energy["shift_add"] = s["reads"] * s["conversions"] * c.shift_add_pj
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nmc.backends.devices import Programmed, device_model
-from nmc.backends.target import CrossbarCores, Device
+from nmc.backends.target import CrossbarCores, Device, Programming
 from nmc.backends.tile_arithmetic import TileArithmetic
 from nmc.isa.program import Tile
 from nmc.runtime.noise import SampleNoise, rows_noise
@@ -30,6 +30,7 @@ class SimOptions:
     seed: int = 0
     noise: bool = True
     drift_compensation: bool = True
+    noisy_layers: frozenset[int] | None = None  # noise in these layers' tiles only (None: all)
 
 
 class ProgrammedTile:
@@ -38,21 +39,28 @@ class ProgrammedTile:
     (``backends.devices``) programs, drifts and reads the cells; an ideal one is skipped."""
 
     def __init__(self, tile: Tile, q: np.ndarray, spec: CrossbarCores, device: Device, options: SimOptions,
-                 rng: np.random.Generator):
+                 rng: np.random.Generator, programming: Programming = Programming()):
         self.tile, self.spec, self.device, self.options = tile, spec, device, options
+        self.programming = programming
         self.q = q.astype(np.int64)
         self.rng = rng
+        self.pulses = 0  # programming pulses spent on this tile's cells (copies included)
+        # pulses of each physical row (copy, input row): its slowest cell's; rows program one by one
+        self.row_pulses = np.ones((tile.copies, q.shape[1]), np.int32)
         self.arith = TileArithmetic.of(tile, spec)
         self.cell_max = self.arith.cell_max
-        model = device_model(device) if (options.noise and spec.analog) else None
+        self.noise_on = options.noise and (options.noisy_layers is None or tile.layer in options.noisy_layers)
+        model = device_model(device) if (self.noise_on and spec.analog) else None
         self.model = None if model is None or model.ideal else model
         self.noisy = self.model is not None  # conductances deviate from their targets
         self.n_slices = self.arith.slices
         # levels[j][p]: integer cell levels of weight slice j, polarity p (0: G+ / offset, 1: G−)
         self.levels = self.arith.polarity_levels(self.q)
+        # states[j][p]: the programmed copies (devices per weight) of slice j, polarity p
         self.states = [[self._program(lv) for lv in pair] for pair in self.levels]
-        self._now = [[self.model.conductance(state, options.time) for state in pair]
-                     for pair in self.states] if self.noisy else None  # µS at the run's time
+        self._now = None
+        self._now = [[self._conductance(j, p, options.time) for p in range(len(pair))]
+                     for j, pair in enumerate(self.states)] if self.noisy else None  # µS at the run's time
         self.g_eff = np.stack(self._conductances(options.time))  # [J, N, K], fixed for the run
         variance = self._read_variance()
         self.read_var = None if variance is None else np.stack(variance)  # per-cell read variance [J, N, K]
@@ -63,35 +71,91 @@ class ProgrammedTile:
         self._q_t = None
         self._orders: dict[bytes, ProgrammedTile] = {}
         self.compensation = 1.0
+        self.column_gain = self.column_offset = None  # per output column, after recombination
         self.adc_offset = None
-        if options.noise and spec.analog and device.adc_offset_lsb > 0:
+        if self.noise_on and spec.analog and device.adc_offset_lsb > 0:
             self.adc_offset = device.adc_offset_lsb * rng.standard_normal((self.n_slices, self.q.shape[0]))
-        if self.noisy and options.drift_compensation and self.model.drifts:
-            # global drift compensation: a known input read right after programming and now
+        scheme = programming.drift_compensation
+        if self.noisy and options.drift_compensation and self.model.drifts and scheme != "none":
+            self._compensate_drift(scheme)
+        if programming.column_calibration and self.noise_on and (self.noisy or self.adc_offset is not None
+                                                                   or device.adc_noise_lsb > 0):
+            self._calibrate_columns()  # noise off: nothing to calibrate, the outputs stay as they are
+
+    def _compensate_drift(self, scheme: str) -> None:
+        """Drift compensation: a known input (all rows driven) read right after programming and
+        now; ``global`` scales every output of the tile by the ratio of the summed |currents|,
+        ``column`` each output by its own columns' ratio (the devices of both polarities)."""
+        if scheme == "global":
             ones = np.ones(self.q.shape[1])
             programmed = self._conductances(0.0)
             ref = sum(np.abs(programmed[j] @ ones).sum() for j in range(self.n_slices))
             now = sum(np.abs(self.g_eff[j] @ ones).sum() for j in range(self.n_slices))
             self.compensation = float(ref / now) if now > 0 else 1.0
+            return
+        ref = now = 0.0
+        for j, pair in enumerate(self.states):
+            for p in range(len(pair)):
+                ref = ref + self._conductance(j, p, 0.0).sum(axis=1)
+                now = now + self._conductance(j, p, self.options.time).sum(axis=1)
+        gain = np.where(now > 0, ref / np.where(now > 0, now, 1.0), 1.0)
+        self.column_gain = gain.astype(np.float32)
 
+    def _calibrate_columns(self) -> None:
+        """Per-column affine calibration at the run's time: ``calibration_inputs`` random input
+        vectors read through the tile (with its noise) against their exact products; a
+        least-squares gain and offset per output column. Its draws come after the programming's,
+        from a stream of their own, so switching it on leaves the programmed cells as they were."""
+        rng = np.random.default_rng((self.rng.integers(1 << 62), 1))
+        lo, hi = self.input_range()
+        x = rng.integers(lo, hi + 1, size=(self.programming.calibration_inputs, self.q.shape[1])).astype(np.float32)
+        x *= rng.random(x.shape) < 0.5  # half the rows driven, as sparse activations drive them
+        measured = self._physical(x, rows_noise(rng, x.shape[0])).astype(np.float64)
+        exact = x.astype(np.float64) @ self.q.T.astype(np.float64)
+        mx, ex = measured.mean(axis=0), exact.mean(axis=0)
+        var = ((measured - mx) ** 2).sum(axis=0)
+        gain = np.where(var > 0, ((measured - mx) * (exact - ex)).sum(axis=0) / np.where(var > 0, var, 1.0), 1.0)
+        base = 1.0 if self.column_gain is None else self.column_gain.astype(np.float64)
+        self.column_gain = (gain * base).astype(np.float32)
+        self.column_offset = (ex - gain * mx).astype(np.float32)
     # ------------------------------------------------------------------ programming
-    def _program(self, levels: np.ndarray):
+    def _program(self, levels: np.ndarray) -> list[Programmed]:
+        """The ``copies`` devices of each cell programmed (with program-and-verify when the
+        target asks for it); counts the pulses spent."""
+        copies = self.tile.copies
         if not self.noisy:
-            return Programmed(levels.astype(np.float64))
+            self.pulses += levels.size * copies
+            return [Programmed(levels.astype(np.float64))]
         target = levels * (self.model.g_max / self.cell_max)
-        return self.model.program(target, self.rng, self.options)
+        prog = self.programming
+        out = []
+        for c in range(copies):
+            if prog.write_verify:
+                state, pulses = self.model.program_verified(target, self.rng, self.options, prog.tolerance,
+                                                            prog.max_pulses)
+                self.pulses += int(pulses.sum())
+                np.maximum(self.row_pulses[c], pulses.max(axis=0, initial=1), out=self.row_pulses[c])
+            else:
+                state = self.model.program(target, self.rng, self.options)
+                self.pulses += levels.size
+            out.append(state)
+        return out
 
     def _to_levels(self, g: np.ndarray) -> np.ndarray:
         return g if not self.noisy else g * (self.cell_max / self.model.g_max)
 
     def _conductance(self, j: int, p: int, t: float) -> np.ndarray:
-        """Cell conductances (µS, or levels for exact cells) of slice j, polarity p at time t."""
-        state = self.states[j][p]
+        """Cell conductances (µS, or levels for exact cells) of slice j, polarity p at time t:
+        the mean of the weight's copies (their currents add; the ADC reads the mean)."""
+        states = self.states[j][p]
         if not self.noisy:
-            return state.g
+            return states[0].g
         if self._now is not None and t == self.options.time:
             return self._now[j][p]
-        return self.model.conductance(state, t)
+        g = self.model.conductance(states[0], t)
+        for state in states[1:]:
+            g = g + self.model.conductance(state, t)
+        return g / len(states) if len(states) > 1 else g
 
     def _conductances(self, t: float) -> list[np.ndarray]:
         out = []
@@ -108,11 +172,13 @@ class ProgrammedTile:
         out = []
         for j, pair in enumerate(self.states):
             var = 0.0
-            for p, state in enumerate(pair):
-                rel = self.model.read_sigma(state, t)  # σ / |g(t)|
-                if rel is None:
-                    return None
-                var = var + np.square(self._to_levels(np.abs(self._conductance(j, p, t))) * rel)
+            for p, copies in enumerate(pair):
+                for state in copies:  # independent reads of the copies; their mean's variance / copies²
+                    rel = self.model.read_sigma(state, t)  # σ / |g(t)|
+                    if rel is None:
+                        return None
+                    g = self.model.conductance(state, t)
+                    var = var + np.square(self._to_levels(np.abs(g)) * rel) / len(copies) ** 2
             out.append(var)
         return out
 
@@ -166,7 +232,7 @@ class ProgrammedTile:
     def exact(self) -> bool:
         """Whether a read is ``x @ q.T`` exactly: digital cores, or noiseless cells and ADC over
         a lossless range."""
-        adc_noise = self.options.noise and (self.device.adc_noise_lsb > 0 or self.device.adc_offset_lsb > 0)
+        adc_noise = self.noise_on and (self.device.adc_noise_lsb > 0 or self.device.adc_offset_lsb > 0)
         return not self.spec.analog or (not self.noisy and self.lossless() and not adc_noise)
 
     def _exact(self, x: np.ndarray) -> np.ndarray:
@@ -194,7 +260,7 @@ class ProgrammedTile:
             if sign < 0:
                 np.negative(part, out=part)
             out = part if out is None else np.add(out, part, out=out)
-        return out
+        return self._columns(out)
 
     def _phase(self, xu: np.ndarray, noise: SampleNoise, phase: int) -> np.ndarray:
         """One pass of non-negative inputs through the tile, in sample-major order: row
@@ -216,7 +282,7 @@ class ProgrammedTile:
         variance = None  # per conversion: read noise of the driven cells, plus the ADC's own
         if var_t is not None:
             variance = np.square(d, out=d) @ var_t
-        if self.options.noise and self.device.adc_noise_lsb > 0:
+        if self.noise_on and self.device.adc_noise_lsb > 0:
             adc = (self.device.adc_noise_lsb * lsb) ** 2
             variance = adc if variance is None else np.add(variance, adc, out=variance)
         if variance is not None:  # one draw per conversion: the two Gaussians' sum
@@ -238,6 +304,14 @@ class ProgrammedTile:
         if arith.weight_offset:
             acc -= float(arith.weight_offset) * xu.sum(axis=1, keepdims=True)
         return acc
+
+    def _columns(self, out: np.ndarray) -> np.ndarray:
+        """The per-column gain and offset (drift compensation, calibration) on a tile's result."""
+        if self.column_gain is not None:
+            out *= self.column_gain
+        if self.column_offset is not None:
+            out += self.column_offset
+        return out
 
     def _matrices(self, dtype) -> tuple[np.ndarray, np.ndarray | None]:
         """The conductance and read-variance matrices [K, J·N] in ``dtype``."""

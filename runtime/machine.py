@@ -139,7 +139,8 @@ class Chip:
             # each tile its own stream of programming noise: tiles program in any order, in parallel
             rng = np.random.default_rng((self.options.seed, index))
             tile = self.p.tiles[names[index]]
-            programmed = ProgrammedTile(tile, self.p.data[tile.weights], spec, target.device, self.options, rng)
+            programmed = ProgrammedTile(tile, self.p.data[tile.weights], spec, target.device, self.options, rng,
+                                        target.programming)
             if progress is not None:
                 with lock:
                     done[0] += 1

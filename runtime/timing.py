@@ -272,7 +272,7 @@ def crossbar_utilization(program: Program, target: Target) -> float:
     xb = target.crossbar
     if xb is None or not program.tiles:
         return 0.0
-    used = sum(int(np.prod(program.consts[t.weights].shape)) * TileArithmetic.of(t, xb).columns_per_weight
+    used = sum(int(np.prod(program.consts[t.weights].shape)) * t.copies * TileArithmetic.of(t, xb).columns_per_weight
                for t in program.tiles.values())
     return used / (xb.crossbars * xb.rows * xb.cols)
 

@@ -275,8 +275,8 @@ def test_drift_compensation_is_the_ratio_of_all_ones_reads():
     decay = ((t + 20.0) / 20.0)
     ref = now = 0.0
     for pair in pt.states:
-        g0 = [s.g for s in pair]
-        gt = [s.g * decay ** (-s.nu) for s in pair]
+        g0 = [s[0].g for s in pair]
+        gt = [s[0].g * decay ** (-s[0].nu) for s in pair]
         ref += np.abs((g0[0] - g0[1]).sum(axis=1)).sum()
         now += np.abs((gt[0] - gt[1]).sum(axis=1)).sum()
     assert pt.compensation == pytest.approx(ref / now, rel=1e-12)
@@ -310,7 +310,7 @@ def test_pcm_with_every_physics_switch_off_holds_its_targets():
     np.testing.assert_array_equal(got, x @ q.T)
     for j, pair in enumerate(pt.states):   # µS: level × 25 / 3 per 2-bit cell
         pos = (np.maximum(q, 0) >> 2 * j) & 3
-        np.testing.assert_allclose(pair[0].g, pos * 25.0 / 3, rtol=1e-12)
+        np.testing.assert_allclose(pair[0][0].g, pos * 25.0 / 3, rtol=1e-12)
 
 
 def test_adc_offsets_are_static_per_column_with_their_spread():
@@ -343,7 +343,7 @@ def test_drift_compensation_of_an_empty_or_tiny_tile():
     one[0, 0] = 1
     t = 86400.0
     tiny = programmed(SLICED, one, dev, time=t, seed=16)
-    nu = tiny.states[0][0].nu[0, 0]
+    nu = tiny.states[0][0][0].nu[0, 0]
     assert tiny.compensation == pytest.approx(((t + 20.0) / 20.0) ** nu, rel=1e-9)
     assert programmed(SLICED, one, dev, time=0.0, seed=16).compensation == 1.0
 

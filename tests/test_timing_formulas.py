@@ -278,7 +278,7 @@ def test_the_counts_of_one_mvm():
 
     p = xb_program()
     assert CostModel(p, xb_target()).xmvm_shape(p.cores[1][0]) == dict(
-        n=5, k=6, slices=4, reads=4, cols=40, conversions=20, adcs=8, tile="t0", ibits=4, wbits=8, bits_per_read=2)
+        n=5, k=6, rows=6, slices=4, reads=4, cols=40, conversions=20, adcs=8, tile="t0", ibits=4, wbits=8, bits_per_read=2)
 
 
 def test_adc_bound_signed_mvm():

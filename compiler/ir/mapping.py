@@ -53,6 +53,7 @@ class TileBlock:
     adc_range_source: str = ""
     core: int = -1
     xbar: int = -1
+    copies: int = 1      # devices per weight: the block occupies rows · copies crossbar rows
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ class Pass:
             if key not in known:
                 raise CompileError(f"pass {self.name} has no option {key!r}; options: {', '.join(known) or 'none'}")
             current = getattr(self, key)
+            if isinstance(current, tuple):
+                raise CompileError(f"pass {self.name}: option {key} is set by the compiler, not by text")
             if not equals or not raw:
                 raise CompileError(f"pass {self.name}: option {key} needs a value: {key}={current!r}")
             kind = {bool: "a boolean", int: "an integer", float: "a number"}.get(type(current), type(current).__name__)

@@ -47,13 +47,24 @@ def plan_blocks(groups: int, channels: int, outs: int, kernel: int, rows: int, c
 class TileMapping(Pass):
     """Each crossbar layer's [G, M/G, C/G·k] matrix (a Conv seen through im2col) becomes blocks
     of at most ``rows`` × ``cols`` cells; partial sums of row blocks are added digitally.
-    0 means "the target's crossbar size"."""
+    0 means "the target's crossbar size".
+
+    Redundancy: with ``copies`` > 1 (default: the target's ``programming.copies``) a layer may
+    store each weight on up to that many rows (a block then holds rows // copies matrix rows).
+    Copies are given one at a time where they cost the fewest extra crossbars per unit of noise
+    removed (a layer's read and programming noise variance falls as 1/copies, so going from k to
+    k + 1 removes 1/k − 1/(k + 1) of it), each layer weighted by ``sensitivity`` (name=weight
+    pairs by the program's layer names; default 1), until ``copies_budget`` extra crossbars are spent (default: the target's;
+    0 there means every crossbar the model leaves free)."""
 
     name = "tile-mapping"
     requires = ("crossbar-layers-quantized",)
     ensures = ("crossbar-layers-tiled",)
     rows: int = 0
     cols: int = 0
+    copies: int = 0
+    copies_budget: int = -1
+    sensitivity: tuple[tuple[str, float], ...] = ()
 
     def run(self, g: Graph, target=None) -> bool:
         crossbar = target.crossbar if target is not None else None
@@ -62,18 +73,63 @@ class TileMapping(Pass):
                 if not 0 <= value <= size:
                     raise CompileError(f"pass {self.name}: {option}={value} must be between 1 and the "
                                        f"target's {size} (0: use all {size})")
-        changed = False
-        for node, mapping in crossbar_layers(g):
+        layers = list(crossbar_layers(g))
+        if not layers:
+            return False
+        rows = self.rows or crossbar.rows
+
+        def plan(node, mapping, copies: int) -> list[TileBlock]:
             q = g.constants[mapping.quant.weights]
             groups, outs, width = q.shape
             kernel = int(np.prod(node.op.kernel)) if isinstance(node.op, ops.Conv) else 1
             channels = width // kernel
             per_out = TileArithmetic.planned(crossbar, mapping.quant.weight_bits).columns_per_weight
             try:
-                blocks = plan_blocks(groups, channels, outs, kernel, self.rows or crossbar.rows,
-                                     self.cols or crossbar.cols, per_out)
+                blocks = plan_blocks(groups, channels, outs, kernel, rows // copies, self.cols or crossbar.cols, per_out)
             except CompileError as e:
                 raise CompileError(f"{node.describe()}: {e}") from None
-            g.mapping[node.name] = replace(mapping, tiles=tuple(blocks))
-            changed = True
-        return changed
+            return [replace(b, copies=copies) for b in blocks]
+
+        plans = {node.name: plan(node, mapping, 1) for node, mapping in layers}
+        most = self.copies or (target.programming.copies if target is not None else 1)
+        if most > 1 and layers:
+            plans = self._redundancy(layers, plans, plan, most, target)
+        for node, mapping in layers:
+            g.mapping[node.name] = replace(mapping, tiles=tuple(plans[node.name]))
+        return True
+
+    def _redundancy(self, layers, plans, plan, most: int, target) -> dict[str, list[TileBlock]]:
+        """Greedy: the copy that removes the most weighted noise per extra crossbar, while the
+        budget lasts; copies that fit in a block's free rows cost nothing and come first."""
+        budget = self.copies_budget if self.copies_budget >= 0 else target.programming.copies_budget
+        if budget == 0:
+            budget = max(target.crossbar.crossbars - sum(len(p) for p in plans.values()), 0)
+        weight = dict(self.sensitivity)  # by layer name, as in the program (the ONNX node's)
+        label = {node.name: node.onnx_name or node.name for node, _ in layers}
+        unknown = sorted(set(weight) - set(label.values()))
+        if unknown:
+            raise CompileError(f"pass {self.name}: sensitivity names no crossbar layer: {', '.join(unknown)}")
+        copies = {node.name: 1 for node, _ in layers}
+        spent = 0
+        while True:
+            best = None
+            for node, mapping in layers:
+                k = copies[node.name]
+                if k >= most:
+                    continue
+                try:  # a kernel window taller than rows // (k + 1) cannot take another copy
+                    more = plan(node, mapping, k + 1)
+                except CompileError:
+                    continue
+                extra = len(more) - len(plans[node.name])
+                if spent + extra > budget:
+                    continue
+                gain = weight.get(label[node.name], 1.0) * (1 / k - 1 / (k + 1))
+                key = (extra == 0, gain / max(extra, 1e-9) if extra else gain)
+                if best is None or key > best[0]:
+                    best = (key, node.name, more, extra)
+            if best is None:
+                return plans
+            _, name, more, extra = best
+            plans[name], copies[name] = more, copies[name] + 1
+            spent += extra

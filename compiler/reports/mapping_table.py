@@ -34,9 +34,10 @@ def cells_per_weight(crossbar, weight_bits: int | None = None) -> int:
 def _program_tile(program: Program, name: str, crossbar) -> dict:
     tile = program.tiles[name]
     outs, rows = program.consts[tile.weights].shape
-    return {"tile": name, "core": tile.core, "xbar": tile.xbar, "rows": int(rows),
+    return {"tile": name, "core": tile.core, "xbar": tile.xbar, "rows": int(rows) * tile.copies,
             "cols": TileArithmetic.of(tile, crossbar).columns(int(outs)), "adc_range": float(tile.adc_range),
-            "in_bits": tile.in_bits, "in_signed": tile.in_signed, "weight_bits": tile.weight_bits}
+            "in_bits": tile.in_bits, "in_signed": tile.in_signed, "weight_bits": tile.weight_bits,
+            "copies": tile.copies}
 
 
 def mapping_table(graph, program: Program, target) -> dict:
