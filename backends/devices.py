@@ -364,7 +364,9 @@ class RRAM(DeviceModel):
         sticks = self.switches.stuck_at and self.stuck_on_rate + self.stuck_off_rate > 0
         u = rng.random(g_target.shape)
         healthy = dataclasses.replace(self, stuck_on_rate=0.0, stuck_off_rate=0.0)
-        state, pulses = DeviceModel.program_verified(healthy, g_target, rng, options, tolerance, max_pulses)
+        # verified against the level a cell can hold
+        state, pulses = DeviceModel.program_verified(healthy, self.quantize(g_target), rng, options, tolerance,
+                                                     max_pulses)
         if not sticks:
             return state, pulses
         on = u < self.stuck_on_rate

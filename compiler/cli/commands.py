@@ -30,6 +30,26 @@ _PASS_SPEC = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*(?:\{(.*)\})?\s*$")
 
 
 # ----------------------------------------------------------------------------- option values
+def _target(args):
+    """The ``--target`` with its ``--set`` overrides (values in TOML syntax; bare words are strings)."""
+    if not args.target_fields:
+        return args.target
+    import tomllib
+
+    from nmc.backends.target import TargetError, load_target, with_fields
+
+    fields = {}
+    for item in args.target_fields:
+        name, equals, raw = (part.strip() for part in item.partition("="))
+        if not equals or not name or not raw:
+            raise TargetError(f"--set {item!r}: give SECTION.FIELD=VALUE, e.g. programming.write_verify=true")
+        try:
+            fields[name] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            fields[name] = raw
+    return with_fields(load_target(args.target), fields)
+
+
 def _parse_pass_options(specs: Sequence[str]) -> dict[str, str]:
     """``["tile-mapping{rows=128,cols=64}", ...]`` → ``{"tile-mapping": "rows=128,cols=64"}``."""
     options: dict[str, str] = {}
@@ -82,7 +102,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         calibration = read_calibration(args.calibration, [vi.name for vi in real_inputs(model)])
     with _progress(args, "compiling") as bar:
         # Writing a large program (hashing and writing its weights) takes about as long as compiling it.
-        compiled = compile_model(model, args.target, pass_options=pass_options, calibration=calibration,
+        compiled = compile_model(model, _target(args), pass_options=pass_options, calibration=calibration,
                                  progress=lambda done, total, note="": bar(0.5 * done / total, 1.0, note))
         program, target = compiled.program, compiled.target
         bar(0.5, 1.0, "writing program")
@@ -153,7 +173,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     labels = read_labels(args.labels)
     calibration = read_calibration(args.calibration, [vi.name for vi in real_inputs(proto)])
     with _progress(args, "verifying") as bar:
-        report = verify_model(proto, inputs, args.target, labels=labels, pass_options=pass_options,
+        report = verify_model(proto, inputs, _target(args), labels=labels, pass_options=pass_options,
                               options=options, trials=args.trials, calibration=calibration, progress=bar)
     print(f"verify {args.model}")
     print(report.format())
@@ -235,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     def target_option(p):
         p.add_argument("--target", "-t", default="ideal", metavar="NAME|FILE",
                        help="a preset name (see `nmc targets`) or a target .toml file (default: ideal)")
+        p.add_argument("--set", dest="target_fields", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                       help="override a field of the target, e.g. programming.write_verify=true, "
+                            "programming.copies=4, cores.crossbar.adc_bits=6 (repeatable)")
 
     def pass_option(p):
         p.add_argument("-p", "--pass-option", dest="pass_options", action="append", default=[],
