@@ -143,8 +143,8 @@ class Programming:
     write_verify: bool = False
     tolerance: float = 0.02
     max_pulses: int = 20
-    # per cell and pulse: a PCM SET/RESET pulse is ~100 ns at a few pJ (Burr et al., JVST B 28,
-    # 223 (2010), Table: RESET ~0.1–0.5 mA at ~1 V for tens of ns); presets refine these
+    # per cell and pulse: a PCM pulse of ~100 ns at ~10 pJ (RESET currents of 0.1–0.5 mA at ~1 V
+    # for tens of ns: Burr et al., J. Vac. Sci. Technol. B 28, 223 (2010)); an order of magnitude
     pulse_ns: float = 100.0
     pulse_pj: float = 10.0
     verify_ns: float = 100.0    # a verify read: a read pulse and a sense (assumption)

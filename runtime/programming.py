@@ -95,3 +95,14 @@ def programming_cost(program: Program, target: Target, tiles: dict) -> Programmi
                                     int(v["row_pulses"]), int(v["verify_reads"]), int(v["calibration_mvms"]), v["time_s"], v["energy_pj"])
                    for layer, v in sorted(per_layer.items()))
     return ProgrammingCost(layers, max(core_time.values(), default=0.0), sum(v.energy_pj for v in layers))
+
+
+def describe(prog, program: Program) -> str:
+    """How the chip is programmed and kept accurate, in one line (``[programming]``)."""
+    copies = sorted({t.copies for t in program.tiles.values()})
+    parts = [f"program-and-verify to ±{100 * prog.tolerance:g}% of g_max in ≤ {prog.max_pulses} pulses"
+             if prog.write_verify else "one pulse per device, no verify",
+             (f"{copies[-1]} devices per weight" if len(copies) == 1 else f"{copies[0]}–{copies[-1]} devices per weight") if copies[-1] > 1 else "1 device per weight",
+             f"per-column calibration ({prog.calibration_inputs} inputs per tile)" if prog.column_calibration else "",
+             f"{prog.drift_compensation} drift compensation"]
+    return "; ".join(p for p in parts if p)

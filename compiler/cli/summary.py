@@ -21,17 +21,6 @@ def fmt_bytes(n: int) -> str:
     return f"{n / 1024:.1f} KiB" if n < 1024 ** 2 else f"{n / 1024 ** 2:.1f} MiB"
 
 
-def programming_line(prog, program) -> str:
-    """How the chip is programmed and kept accurate, in one line (``[programming]``)."""
-    copies = sorted({t.copies for t in program.tiles.values()})
-    parts = [f"program-and-verify to ±{100 * prog.tolerance:g}% of g_max in ≤ {prog.max_pulses} pulses"
-             if prog.write_verify else "one pulse per device, no verify",
-             (f"{copies[-1]} devices per weight" if len(copies) == 1 else f"{copies[0]}–{copies[-1]} devices per weight") if copies[-1] > 1 else "1 device per weight",
-             f"per-column calibration ({prog.calibration_inputs} inputs per tile)" if prog.column_calibration else "",
-             f"{prog.drift_compensation} drift compensation"]
-    return "; ".join(p for p in parts if p)
-
-
 def compile_summary(model: str, out: Path, compiled, calibration: dict[str, np.ndarray] | None,
                     asm: str | None) -> str:
     """What ``nmc compile`` made: target, interface, layers, tiles, instructions, memory."""
@@ -64,7 +53,9 @@ def compile_summary(model: str, out: Path, compiled, calibration: dict[str, np.n
         lines.append("  calibration   " + (f"{next(iter(calibration.values())).shape[0]} sample(s); "
                                            if calibration else "none; ") + f"ADC ranges from {' and '.join(sources)}")
         if target.crossbar is not None and target.crossbar.analog:
-            lines.append(f"  programming   {programming_line(target.programming, program)}")
+            from nmc.runtime.programming import describe
+
+            lines.append(f"  programming   {describe(target.programming, program)}")
     if asm:
         lines.append(f"  assembly      {asm}")
     return "\n".join(lines)

@@ -124,7 +124,23 @@ def summarize(program: Program, target: Target, mapping: dict, stats: Stats) -> 
         "area_mm2": float(sum(stats.area_mm2.values())),
         "clock_ghz": float(stats.clock_ghz),
         "per_token": per_token(program, stats),
+        "programming": programming(program, target),
     }
+
+
+def programming(program: Program, target: Target) -> dict | None:
+    """What programming one chip costs (pulse-programmed PCM/RRAM crossbars), or None."""
+    xb = target.crossbar
+    if xb is None or not program.tiles or xb.technology not in ("pcm", "rram"):
+        return None
+    from nmc.runtime.programming import describe, programming_cost
+    from nmc.runtime.machine import Chip
+    from nmc.runtime import SimOptions
+
+    cost = programming_cost(program, target, Chip(program, target, SimOptions()).tiles)
+    return {"scheme": describe(target.programming, program), "time_s": cost.time_s,
+            "energy_pj": cost.energy_pj, "energy_j": cost.energy_pj * 1e-12, "devices": cost.devices,
+            "pulses_per_device": cost.pulses_per_device}
 
 
 def per_token(program: Program, stats: Stats) -> dict | None:
