@@ -337,3 +337,42 @@ def test_an_op_without_a_listed_reason_is_partitioned_as_a_digital_op():
 def test_a_kernel_taller_than_the_tiles_is_refused_with_the_layer_named():
     with pytest.raises(CompileError, match=r"Conv.*: a kernel window of 9 rows does not fit crossbars of 4 rows"):
         compile_model(_conv(1), "pcm", pass_options={"tile-mapping": "rows=4"})
+
+
+def _grouped_conv(channels: int, per_group: int, kernel: int):
+    rng = np.random.default_rng(0)
+    groups = channels // per_group
+    w = rng.standard_normal((channels, per_group, kernel, kernel)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], group=groups, pads=[kernel // 2] * 4)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", channels, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", channels, 6, 6])],
+                              [numpy_helper.from_array(w, "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("channels,per_group,kernel,share", [
+    (64, 1, 3, 1 / 28),      # depthwise 3×3 on 256 rows: 28 groups per tile
+    (64, 1, 5, 1 / 10),      # depthwise 5×5: 10 groups of 25 rows
+    (64, 16, 3, 1 / 1),      # 4 groups of 16 channels × 9 taps = 144 rows: one group per tile
+    (64, 8, 3, 1 / 3),       # 8 groups of 72 rows: 3 per tile
+])
+def test_grouped_convolutions_stay_digital_when_their_tiles_would_be_mostly_empty(channels, per_group, kernel, share):
+    from nmc.backends.target import load_target
+    from nmc.compiler.frontend import import_onnx
+    from nmc.compiler.passes import Partition
+
+    pcm = load_target("pcm")
+    g = import_onnx(_grouped_conv(channels, per_group, kernel))
+    conv = next(n for n in g.nodes() if n.op.__class__.__name__ == "Conv")
+    Partition().run(g, pcm)
+    record = g.mapping[conv.name]
+    if share < 0.25:
+        assert record.unit == "vector"
+        assert record.reason == (f"{channels // per_group} groups: block-diagonal crossbar tiles would hold weights "
+                                 f"in {100 * share:.1f}% of their cells (below the policy's min_cell_share=0.25)")
+    else:
+        assert record.unit == "crossbar"
+    Partition(min_cell_share=0).run(g, pcm)
+    assert g.mapping[conv.name].unit == "crossbar"
+    Partition(min_cell_share=share + 1e-9).run(g, pcm)
+    assert g.mapping[conv.name].unit == "vector"
