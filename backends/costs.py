@@ -43,6 +43,12 @@ class Costs:
     noc_pj_per_bit_hop: float = 0.135     # ISAAC router 0.081 + bus 0.054 pJ/bit
     noc_bits_per_cycle: int = 256         # link width (assumption)
     noc_hop_cycles: int = 2               # router + link traversal per hop (assumption)
+    # chip-to-chip links (systems of several chips) ------------------------------------
+    # ISAAC's HyperTransport links (Shafiee et al., ISCA 2016): 4 links of 6.4 GB/s for 10.4 W,
+    # i.e. 10.4 W / (4 × 51.2 Gb/s) = 50.8 pJ/bit; latency per message an assumption
+    link_gb_per_s: float = 6.4
+    link_pj_per_bit: float = 50.8
+    link_latency_ns: float = 100.0
     # off-chip I/O -------------------------------------------------------------------
     io_pj_per_bit: float = 20.0           # Horowitz: DRAM ~640 pJ per 32-bit word
     io_bytes_per_cycle: int = 32          # (assumption)

@@ -154,6 +154,7 @@ class Programming:
     column_calibration: bool = False
     calibration_inputs: int = 64
     drift_compensation: str = "global"
+    inferences_per_round: int = 1  # reprogramming rounds (chip.overflow = "reprogram"): a batch per round
 
     @property
     def default(self) -> bool:
@@ -161,6 +162,7 @@ class Programming:
 
 
 DRIFT_COMPENSATIONS = ("global", "column", "none")
+OVERFLOWS = ("error", "reprogram")
 
 
 @dataclass(frozen=True)
@@ -175,10 +177,24 @@ class Target:
     source: str  # the TOML text, embedded in every compiled program
     costs: Costs = Costs()
     programming: Programming = Programming()
+    chips: int = 1          # [chip] chips: chips in the system (0: as many as the model needs)
+    overflow: str = "error" # [chip] overflow: beyond ``chips`` chips, "error" or "reprogram"
+
+    def _count(self, group) -> int:
+        """Cores of a group in the whole system: crossbar cores on every chip, the rest once
+        (digital work runs on the first chip's vector cores)."""
+        return group.count * max(self.chips, 1) if isinstance(group, CrossbarCores) else group.count
 
     @property
     def core_count(self) -> int:
-        return sum(g.count for g in self.cores)
+        return sum(self._count(g) for g in self.cores)
+
+    def chip_of(self, core: int) -> int:
+        """Which chip a core is on: crossbar cores chip by chip, the others on chip 0."""
+        xb = self.core_range("crossbar")
+        if core not in xb or self.crossbar is None:
+            return 0
+        return (core - xb.start) // self.crossbar.count
 
     def core_range(self, kind: str) -> range:
         """The ids of the cores of role ``kind`` (``vector``, ``crossbar``, ``cam``). Cores are
@@ -190,8 +206,8 @@ class Target:
         ids = []
         for group in self.cores:
             if group.kind == kind:
-                ids.extend(range(first, first + group.count))
-            first += group.count
+                ids.extend(range(first, first + self._count(group)))
+            first += self._count(group)
         return range(ids[0], ids[-1] + 1) if ids else range(first, first)
 
     @property
@@ -221,7 +237,8 @@ class Target:
 
 
 _FIELDS = {
-    "chip": {"name": (str, True), "summary": (str, True), "clock_ghz": (float, True)},
+    "chip": {"name": (str, True), "summary": (str, True), "clock_ghz": (float, True), "chips": (int, False),
+             "overflow": (str, False)},
     "verify": {"rtol": (float, True), "min_top1_agreement": (float, True)},
     "device": {"model": (str, True), "g_max": (float, False), "levels": (int, False),
                "stuck_on_rate": (float, False), "stuck_off_rate": (float, False), "read_noise": (bool, False),
@@ -232,7 +249,7 @@ _FIELDS = {
                     "pulse_ns": (float, False), "pulse_pj": (float, False), "verify_ns": (float, False),
                     "verify_pj": (float, False), "copies": (int, False), "copies_budget": (int, False),
                     "column_calibration": (bool, False), "calibration_inputs": (int, False),
-                    "drift_compensation": (str, False)},
+                    "drift_compensation": (str, False), "inferences_per_round": (int, False)},
 }
 _VECTOR = {"kind": (str, True), "count": (int, True), "precision": (str, True)}
 _CROSSBAR = {"kind": (str, True), "count": (int, True), "technology": (str, True), "rows": (int, True),
@@ -388,8 +405,13 @@ def parse_target(text: str, origin: str = "<target>") -> Target:
         if key in cost_values and cost_values[key] == 0:
             raise TargetError(f"{origin}: field costs.{key} must be positive")
     chip, verify = sections["chip"], sections["verify"]
+    if chip.get("chips", 0) < 0:
+        raise TargetError(f"{origin}: field chip.chips = {chip['chips']} must not be negative (0: as many as needed)")
+    if chip.get("overflow", "error") not in OVERFLOWS:
+        raise TargetError(f"{origin}: chip.overflow = {chip['overflow']!r}; known: {', '.join(OVERFLOWS)}")
     return Target(chip["name"], chip["summary"], chip["clock_ghz"], verify["rtol"], verify["min_top1_agreement"],
-                  tuple(cores), Device(**dev), text, Costs(**cost_values), _programming(origin, doc))
+                  tuple(cores), Device(**dev), text, Costs(**cost_values), _programming(origin, doc),
+                  chip.get("chips", 0), chip.get("overflow", "error"))
 
 
 def _programming(origin: str, doc: dict) -> Programming:
@@ -397,7 +419,8 @@ def _programming(origin: str, doc: dict) -> Programming:
     if not isinstance(table, dict):
         raise TargetError(f"{origin}: [programming] must be a table")
     v = _table(origin, "programming", table, _FIELDS["programming"])
-    _positive(origin, "programming", v, "tolerance", "max_pulses", "copies", "calibration_inputs")
+    _positive(origin, "programming", v, "tolerance", "max_pulses", "copies", "calibration_inputs",
+              "inferences_per_round")
     for key in ("pulse_ns", "pulse_pj", "verify_ns", "verify_pj", "copies_budget"):
         if v.get(key, 0) < 0:
             raise TargetError(f"{origin}: field programming.{key} = {v[key]} must not be negative")

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 import onnx
 
-from nmc.backends.target import Target, load_target
+from nmc.backends.target import Target, load_target, with_fields
 from nmc.compiler.codegen.lower import generate
 from nmc.compiler.errors import CompileError, PassCrashed
 from nmc.compiler.frontend import import_onnx
@@ -88,6 +88,8 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, target: str | Targ
     for p in passes:                                          # graph passes, each between its contracts
         step(p.name)
         run_pass(p, graph, tgt, check)
+    if graph.chip_plan is not None and graph.chip_plan.chips != tgt.chips:
+        tgt = with_fields(tgt, {"chip.chips": graph.chip_plan.chips})   # the program's system: chips in use
     step("codegen")
     program = generate(graph, tgt)                             # codegen: ISA for every core
     step("validate")

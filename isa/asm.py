@@ -80,7 +80,8 @@ def format_program(p: Program) -> str:
     for t in p.tiles.values():
         lines.append(f".tile {t.name} weights={t.weights} core={t.core} xbar={t.xbar} row={t.row} col={t.col} "
                      f"in_bits={t.in_bits} in_signed={int(t.in_signed)} adc_range={float(t.adc_range)!r} "
-                     f"weight_bits={t.weight_bits} layer={t.layer}" + (f" copies={t.copies}" if t.copies != 1 else ""))
+                     f"weight_bits={t.weight_bits} layer={t.layer}" + (f" copies={t.copies}" if t.copies != 1 else "")
+                     + (f" round={t.round}" if t.round else ""))
     for layer in p.layers:
         lines.append(f".layer {layer.index} {json.dumps(layer.name)} {json.dumps(layer.op)}")
     for core in sorted(p.cores):
@@ -149,7 +150,7 @@ class _Build(Transformer):
             tile = Tile(str(name), str(values["weights"]), int(values["core"]), int(values["xbar"]),
                         int(values["row"]), int(values["col"]), int(values["in_bits"]),
                         bool(int(values["in_signed"])), float(values["adc_range"]), int(values["weight_bits"]),
-                        int(values["layer"]), int(values.get("copies", 1)))
+                        int(values["layer"]), int(values.get("copies", 1)), int(values.get("round", 0)))
         except ValueError as e:
             raise _Semantic(f"tile {name}: bad field value ({e})", name) from None
         if str(name) in self.p.tiles:

@@ -70,9 +70,10 @@ class Tile:
     weight_bits: int
     layer: int
     copies: int = 1  # devices per weight, on extra rows whose currents add on each column
+    round: int = 0   # reprogramming round: tiles of later rounds reuse the crossbars of earlier ones
 
     FIELDS = ("weights", "core", "xbar", "row", "col", "in_bits", "in_signed", "adc_range", "weight_bits", "layer")
-    OPTIONAL = ("copies",)
+    OPTIONAL = ("copies", "round")
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,9 @@ def validate(p: Program, check_data: bool = True) -> None:
             raise ProgramError(f"tile {tile.name}: core {tile.core} has no stream")
         if not 1 <= tile.in_bits <= 16 or tile.adc_range <= 0:
             raise ProgramError(f"tile {tile.name}: in_bits must be in 1..16 and adc_range positive")
-        if tile.copies < 1:
-            raise ProgramError(f"tile {tile.name}: copies {tile.copies} must be at least 1")
+        if tile.copies < 1 or tile.round < 0:
+            raise ProgramError(f"tile {tile.name}: copies {tile.copies} must be at least 1 and round {tile.round} "
+                               "not negative")
         if not 2 <= tile.weight_bits <= 16:
             raise ProgramError(f"tile {tile.name}: weight_bits {tile.weight_bits} must be in 2..16")
         if not -1 <= tile.layer < len(p.layers):

@@ -31,7 +31,7 @@ from nmc.runtime.display import html_table, si
 __all__ = ["Stats", "estimate", "area", "crossbar_utilization", "COMPONENTS", "CostModel", "Cost", "Unit",
            "TimingError", "IO_LAYER"]
 
-COMPONENTS = ("array", "dac", "adc", "shift_add", "digital_cim", "vector", "buffer", "noc", "io",
+COMPONENTS = ("array", "dac", "adc", "shift_add", "digital_cim", "vector", "buffer", "noc", "link", "reprogram", "io",
               "cam_search", "cam_leaf", "cam_reduce")
 
 
@@ -201,10 +201,17 @@ def estimate(program: Program, target: Target) -> Stats:
                     (r0, c0), (r1, c1) = _mesh(core, width), _mesh(peer, width)
                     hops = abs(r0 - r1) + abs(c0 - c1) + 1
                     serial = math.ceil(bits / c.noc_bits_per_cycle)
+                    flight = hops * c.noc_hop_cycles
+                    if target.chip_of(core) != target.chip_of(peer):   # over the chip-to-chip link
+                        serial = max(serial, math.ceil(bits / (c.link_gb_per_s * 8 / target.clock_ghz)))
+                        flight += c.link_latency_ns * target.clock_ghz
+                        e = bits * c.link_pj_per_bit
+                        total.energy["link"] += e
+                        total.layer_energy[model.layer(s)] += e
                     data = wait(core, s)
                     start = max(clock[core], data, ingress_free[peer])
                     ingress_free[peer] = start + serial
-                    mail[(core, peer)].append(start + serial + hops * c.noc_hop_cycles)
+                    mail[(core, peer)].append(start + serial + flight)
                     if data > clock[core]:
                         # results of crossbar work in flight: the message leaves when they are
                         # ready, and the core goes on issuing
@@ -256,6 +263,11 @@ def estimate(program: Program, target: Target) -> Stats:
             raise TimingError("timing: the cores deadlock (send/recv/sync mismatch)")
     latency = max(clock.values())
     bottleneck = max(max(busy.values()), max(total.busy.values(), default=0.0))
+    reprogram_cycles, reprogram_pj = reprogramming(program, target)
+    if reprogram_cycles:   # rounds run one after another: no pipelining across them
+        latency += reprogram_cycles
+        bottleneck = latency
+        total.energy["reprogram"] += reprogram_pj
     return Stats(
         target=target.name, clock_ghz=target.clock_ghz, latency_cycles=latency, bottleneck_cycles=bottleneck,
         energy_pj={k: float(total.energy.get(k, 0.0)) for k in COMPONENTS},
@@ -267,14 +279,37 @@ def estimate(program: Program, target: Target) -> Stats:
         core_busy_cycles={str(k): v for k, v in busy.items()})
 
 
+def reprogramming(program: Program, target: Target) -> tuple[float, float]:
+    """Cycles and pJ per inference of reprogramming a system whose tiles come in several rounds
+    (``chip.overflow = "reprogram"``): every round is programmed again for each batch of
+    ``programming.inferences_per_round`` inferences. A tile takes one pulse per device (and one
+    verify read under program-and-verify: a lower bound, as re-verified cells may take more),
+    its rows one after another; the crossbars of a core one after another, cores in parallel."""
+    if not program.tiles or max(t.round for t in program.tiles.values()) == 0:
+        return 0.0, 0.0
+    prog, xb = target.programming, target.crossbar
+    per_row_ns = prog.pulse_ns + (prog.verify_ns if prog.write_verify else 0.0)
+    per_device_pj = prog.pulse_pj + (prog.verify_pj if prog.write_verify else 0.0)
+    busy: dict = defaultdict(float)   # (round, core) -> ns
+    energy = 0.0
+    for t in program.tiles.values():
+        n, k = program.consts[t.weights].shape
+        busy[(t.round, t.core)] += k * t.copies * per_row_ns
+        energy += n * k * t.copies * TileArithmetic.of(t, xb).columns_per_weight * per_device_pj
+    rounds = max(t.round for t in program.tiles.values()) + 1
+    ns = sum(max(v for (r, _), v in busy.items() if r == rr) for rr in range(rounds))
+    return ns * target.clock_ghz / prog.inferences_per_round, energy / prog.inferences_per_round
+
+
 def crossbar_utilization(program: Program, target: Target) -> float:
-    """Cells holding weights over the cells of all crossbars of the chip."""
+    """Cells holding weights over the cells of all crossbars of the system (of every round)."""
     xb = target.crossbar
     if xb is None or not program.tiles:
         return 0.0
     used = sum(int(np.prod(program.consts[t.weights].shape)) * t.copies * TileArithmetic.of(t, xb).columns_per_weight
                for t in program.tiles.values())
-    return used / (xb.crossbars * xb.rows * xb.cols)
+    rounds = max(t.round for t in program.tiles.values()) + 1   # reprogrammed crossbars count once per round
+    return used / (xb.crossbars * max(target.chips, 1) * rounds * xb.rows * xb.cols)
 
 
 def _adc_utilization(total: Cost, program: Program, target: Target, latency: float) -> float:
@@ -286,8 +321,9 @@ def _adc_utilization(total: Cost, program: Program, target: Target, latency: flo
 
 
 def area(program: Program, target: Target) -> dict:
-    """Chip area by component (mm²) from the target's component counts."""
+    """Area by component (mm²) from the target's component counts, every chip of the system counted."""
     c = target.costs
+    chips = max(target.chips, 1)
     out = {"vector_cores": 0.0, "buffers": 0.0, "crossbars": 0.0, "adcs": 0.0, "io": c.io_area_mm2}
     for group in target.cores:
         out["buffers"] += group.count * c.buffer_area_mm2
@@ -300,4 +336,4 @@ def area(program: Program, target: Target) -> dict:
             out["crossbars"] += group.crossbars * (c.crossbar_core_area_mm2
                                                    + group.rows * group.cols * c.array_area_um2_per_cell * 1e-6)
             out["adcs"] += group.crossbars * adcs * c.adc_area_um2 * 1e-6
-    return out
+    return {k: v * chips for k, v in out.items()}

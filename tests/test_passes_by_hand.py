@@ -233,10 +233,11 @@ def test_placement_refuses_a_model_larger_than_the_target(tmp_path):
     text = (TARGETS / "pcm.toml").read_text().replace('name = "pcm"', 'name = "pcm-two-cores"')
     text = text.replace("count = 128", "count = 2")
     path = tmp_path / "pcm-two-cores.toml"
-    path.write_text(text)
+    path.write_text(text.replace("clock_ghz = 1.0", "clock_ghz = 1.0\nchips = 1"))
     with pytest.raises(CapacityError, match=r"the model needs 22 crossbars of 256×256 but target 'pcm-two-cores' has "
-                                            r"16 \(2 cores × 8\)"):
+                                            r"16 per chip \(2 cores × 8\) and chip.chips = 1; allow more chips"):
         compile_model(_mlp(), str(path), pass_options={"tile-mapping": "rows=8,cols=16"})
+    path.write_text(text)
     # tiles of 16 rows: 20×30 → 2 × 4 = 8, 30×10 → 2 × 2 = 4, 10×5 → 1 × 1 = 1: 13 tiles fit 16 crossbars
     ok = compile_model(_mlp(), str(path), pass_options={"tile-mapping": "rows=16,cols=16"})
     assert [len(m.tiles) for m in _dense(ok)] == [8, 4, 1]

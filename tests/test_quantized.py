@@ -237,8 +237,8 @@ def test_sram_digital_accuracy_within_a_point_of_float(digits):
 def test_model_too_big_for_the_chip_is_a_clear_error():
     text = load_target("pcm").source.replace("count = 128", "count = 1").replace("crossbars_per_core = 8",
                                                                                "crossbars_per_core = 1")
-    small = parse_target(text, "tiny-pcm")
-    with pytest.raises(CapacityError, match=r"needs \d+ crossbars of 256×256 but target 'pcm' has 1"):
+    small = parse_target(text.replace("clock_ghz = 1.0", "clock_ghz = 1.0\nchips = 1"), "tiny-pcm")
+    with pytest.raises(CapacityError, match=r"needs \d+ crossbars of 256×256 but target 'pcm' has 1 per chip"):
         compile_model(EXAMPLES / "digits_cnn.onnx", target=small)
 
 

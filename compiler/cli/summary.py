@@ -72,7 +72,13 @@ def headline(program, target, table: dict) -> str:
     if s["crossbars_available"]:
         lines.append(f"  chip          {s['crossbars_used']:,} of {s['crossbars_available']:,} crossbars used "
                      f"({s['crossbar_cores_used']} of {s['crossbar_cores_available']} crossbar cores), "
-                     f"{100 * s['crossbar_utilization']:.2g}% of the chip's cells")
+                     f"{100 * s['crossbar_utilization']:.2g}% of the {'system' if s['chips'] > 1 or s['rounds'] > 1 else 'chip'}'s cells")
+        if s["chips"] > 1:
+            lines.append(f"  system        {s['chips']} chips of {s['crossbars_available'] // s['chips']:,} crossbars, "
+                         "joined by chip-to-chip links (digital work on the first chip; set chip.chips to limit)")
+        if s["rounds"] > 1:
+            lines.append(f"  reprogramming {s['rounds']} rounds of the crossbars per batch of "
+                         f"{target.programming.inferences_per_round} inference(s) (chip.overflow = \"reprogram\")")
     lines.append(f"  split         {100 * s['analog_mac_fraction']:.0f}% of {s['macs']:,.0f} MACs analog; "
                  f"layers: {units}")
     lines.append(f"  per inference {si(s['latency_s'], 's')}, {si(s['energy_per_inference_j'], 'J')}, "

@@ -83,7 +83,8 @@ class CrossbarLowering:
                 if block.core != c:
                     continue
                 name = e.tile(Tile(f"x{len(e.program.tiles)}", "", c, block.xbar, 0, 0, quant.input_bits,
-                                   quant.input_signed, block.adc_range, quant.weight_bits, e.layer, block.copies),
+                                   quant.input_signed, block.adc_range, quant.weight_bits, e.layer, block.copies,
+                                   block.round),
                               block_matrix(q, block, kernel))
                 n_out = block.groups * block.outs
                 part = e.buffer(n_out * n_pos, dtype="i32")

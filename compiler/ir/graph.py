@@ -60,6 +60,7 @@ class Graph:
     ranges: dict = field(default_factory=dict)  # tensor -> (low, high) on calibration data (calibrate.py)
     calibration: dict = field(default_factory=dict)  # tensor -> its values on calibration samples [S, ...]
     batch_shapes: dict = field(default_factory=dict)  # ONNX tensor -> shape at batch ir.batch.BATCH_PROBE
+    chip_plan: object = None  # compiler.ir.mapping.ChipPlan, set by placement
     dag: nx.DiGraph = field(default_factory=nx.DiGraph)
     _producer: dict[str, str] = field(default_factory=dict)
 

@@ -54,6 +54,7 @@ class TileBlock:
     core: int = -1
     xbar: int = -1
     copies: int = 1      # devices per weight: the block occupies rows · copies crossbar rows
+    round: int = 0       # reprogramming round that holds it (models larger than the system)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,16 @@ class CamMapping:
     utilization: float   # rows × columns used over the cells of the cores used
     lossless: bool       # no threshold was merged
     warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChipPlan:
+    """How the crossbar tiles spread over the system: ``chips`` chips joined by chip-to-chip links
+    (crossbar cores chip after chip), each crossbar reprogrammed ``rounds`` times per batch."""
+
+    chips: int
+    rounds: int
+    crossbars: int       # crossbars holding tiles, all chips and rounds counted
 
 
 @dataclass(frozen=True)

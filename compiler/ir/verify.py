@@ -294,15 +294,17 @@ def _check_tiles(g: Graph, node: Node, record: LayerMapping, fail, target, taken
         if min(t.core, t.xbar) < -1 or (t.core < 0) != (t.xbar < 0):
             fail(f"tile {i} is on core {t.core}, crossbar {t.xbar}: both placed or neither (-1)")
         if t.core >= 0:
-            if first_core is not None and not (first_core <= t.core < first_core + crossbar.count
+            chips = g.chip_plan.chips if g.chip_plan is not None else max(target.chips, 1)
+            cores = crossbar.count * chips if crossbar is not None else 0
+            if first_core is not None and not (first_core <= t.core < first_core + cores
                                                and t.xbar < crossbar.crossbars_per_core):
                 fail(f"tile {i} is on core {t.core}, crossbar {t.xbar}; the target's crossbar cores are "
-                     f"{first_core}..{first_core + crossbar.count - 1} with {crossbar.crossbars_per_core} "
+                     f"{first_core}..{first_core + cores - 1} ({chips} chip(s)) with {crossbar.crossbars_per_core} "
                      "crossbars each")
             here = f"{node.name} tile {i}"
-            other = taken.setdefault((t.core, t.xbar), here)
+            other = taken.setdefault((t.core, t.xbar, t.round), here)
             if other != here:
-                fail(f"tile {i} shares core {t.core}, crossbar {t.xbar} with {other}")
+                fail(f"tile {i} shares core {t.core}, crossbar {t.xbar} (round {t.round}) with {other}")
     if len(cols_per_weight) > 1:
         fail(f"tiles use {sorted(cols_per_weight)} columns per weight; a layer has one width")
     problem = _cover_problem(lo, hi, dims)

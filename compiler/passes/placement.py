@@ -5,6 +5,7 @@ from dataclasses import dataclass, replace
 
 from nmc.compiler.errors import CompileError
 from nmc.compiler.ir.graph import Graph
+from nmc.compiler.ir.mapping import ChipPlan
 from nmc.compiler.passes.base import Pass
 
 
@@ -14,7 +15,11 @@ class CapacityError(CompileError):
 
 @dataclass(frozen=True)
 class Placement(Pass):
-    """Tiles fill crossbars in layer order, one tile per crossbar, core after core."""
+    """Tiles fill crossbars in layer order, one tile per crossbar, core after core, chip after
+    chip. A model needing more crossbars than one chip has spreads over more chips when the
+    target's ``chip.chips`` is 0 (as many as needed) or large enough; beyond ``chip.chips``
+    chips, ``chip.overflow = "reprogram"`` reuses the crossbars in rounds (each reprogrammed
+    per batch, costed by the timing model), else it is an error."""
 
     name = "placement"
     requires = ("crossbar-layers-tiled",)
@@ -26,18 +31,25 @@ class Placement(Pass):
         needed = sum(len(g.mapping[n.name].tiles) for n in layers)
         if not needed:
             return False
-        if needed > crossbar.crossbars:
+        per_chip = crossbar.crossbars
+        chips = -(-needed // per_chip) if target.chips == 0 else min(target.chips, -(-needed // per_chip))
+        if needed > chips * per_chip and target.overflow != "reprogram":
             raise CapacityError(
                 f"the model needs {needed} crossbars of {crossbar.rows}×{crossbar.cols} but target {target.name!r} has "
-                f"{crossbar.crossbars} ({crossbar.count} cores × {crossbar.crossbars_per_core}); keep layers digital "
-                f"(-p 'partition{{min_weights=...}}') or pick a larger target")
+                f"{per_chip} per chip ({crossbar.count} cores × {crossbar.crossbars_per_core}) and chip.chips = "
+                f"{target.chips}; allow more chips (--set chip.chips=0: as many as needed), reprogram the crossbars "
+                f"in rounds (--set chip.overflow=reprogram), keep layers digital (-p 'partition{{min_weights=...}}') "
+                f"or pick a larger target")
+        system = chips * per_chip
         base = target.core_range("crossbar").start
         index = 0
         for node in layers:
             tiles = []
             for t in g.mapping[node.name].tiles:
-                tiles.append(replace(t, core=base + index // crossbar.crossbars_per_core,
-                                     xbar=index % crossbar.crossbars_per_core))
+                slot = index % system
+                tiles.append(replace(t, core=base + slot // crossbar.crossbars_per_core,
+                                     xbar=slot % crossbar.crossbars_per_core, round=index // system))
                 index += 1
             g.mapping[node.name] = replace(g.mapping[node.name], tiles=tuple(tiles))
+        g.chip_plan = ChipPlan(chips, -(-needed // system), min(needed, system))
         return True

@@ -1,0 +1,142 @@
+"""Models larger than a chip (``[chip] chips``, ``overflow``): tiles spread over several chips
+or over reprogramming rounds compute what one large chip computes; the timing model charges the
+chip-to-chip link per bit and message, and reprogramming per round, as documented
+(``runtime/timing.py``: ``estimate``, ``reprogramming``)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from nmc.backends.target import TargetError, load_target, with_fields
+from nmc.compiler.driver import compile_model
+from nmc.compiler.passes.placement import CapacityError
+from nmc.isa.instructions import Instr, Loop
+from nmc.runtime.compiled import CompiledProgram
+from nmc.runtime.timing import estimate
+
+TILING = {"tile-mapping": "rows=8,cols=16"}   # 22 tiles for the MLP below
+
+
+def _mlp():
+    rng = np.random.default_rng(3)
+    nodes, inits, prev = [], [], "x"
+    for i, (k, m) in enumerate(zip((20, 30, 10), (30, 10, 5))):
+        inits.append(numpy_helper.from_array(rng.normal(size=(k, m)).astype(np.float32), f"w{i}"))
+        nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"h{i}"]))
+        prev = f"h{i}"
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 20])],
+                              [helper.make_tensor_value_info(prev, TensorProto.FLOAT, ["N", 5])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _target(cores: int, **fields):
+    """pcm with ``cores`` crossbar cores of 8 crossbars per chip."""
+    return with_fields(load_target("pcm"), {"cores.crossbar.count": cores, **fields})
+
+
+def _outputs(compiled, x):
+    return CompiledProgram(compiled.program, compiled.target).run(x, noise=False)["h2"]
+
+
+@pytest.fixture(scope="module")
+def x():
+    return np.random.default_rng(0).standard_normal((16, 20)).astype(np.float32)
+
+
+def test_a_model_larger_than_a_chip_spreads_over_chips_and_computes_the_same(x):
+    big = compile_model(_mlp(), _target(3), TILING)                 # one chip of 24 crossbars
+    two = compile_model(_mlp(), _target(2), TILING)                 # 16 per chip: chips = 0 → as many as needed
+    assert big.target.chips == 1 and two.target.chips == 2
+    assert two.graph.chip_plan.chips == 2 and two.graph.chip_plan.rounds == 1
+    cores = {two.target.chip_of(t.core) for t in two.program.tiles.values()}
+    assert cores == {0, 1}
+    assert [(t.core, t.xbar) for t in two.program.tiles.values()] == [(t.core, t.xbar) for t in big.program.tiles.values()]
+    np.testing.assert_array_equal(_outputs(two, x), _outputs(big, x))
+    assert "chips = 2" in two.target.source      # the program carries the system it was compiled for
+
+
+def test_reprogramming_rounds_compute_the_same(x):
+    big = compile_model(_mlp(), _target(3), TILING)
+    rounds = compile_model(_mlp(), _target(2, **{"chip.chips": 1, "chip.overflow": "reprogram"}), TILING)
+    plan = rounds.graph.chip_plan
+    assert (plan.chips, plan.rounds, plan.crossbars) == (1, 2, 16)
+    assert sorted(t.round for t in rounds.program.tiles.values()) == [0] * 16 + [1] * 6
+    np.testing.assert_array_equal(_outputs(rounds, x), _outputs(big, x))
+    with pytest.raises(CapacityError, match="chip.chips = 1; allow more chips"):
+        compile_model(_mlp(), _target(2, **{"chip.chips": 1}), TILING)
+
+
+def _sent_bits(program, target) -> float:
+    """Bits every send to a core on another chip carries, loops counted."""
+    def walk(stmts, times):
+        total = 0.0
+        for s in stmts:
+            if isinstance(s, Loop):
+                total += walk(s.body, times * s.count)
+            elif isinstance(s, Instr) and s.opcode == "send":
+                if target.chip_of(s.operands[0].core) != target.chip_of(core):
+                    total += times * s.operands[1].size * 32
+        return total
+
+    bits = 0.0
+    for core, stream in program.cores.items():
+        bits += walk(stream, 1)
+    return bits
+
+
+def test_the_link_charges_its_energy_per_bit_and_its_latency():
+    two = compile_model(_mlp(), _target(2, **{"costs.link_pj_per_bit": 7.0}), TILING)
+    bits = _sent_bits(two.program, two.target)
+    assert bits > 0
+    stats = estimate(two.program, two.target)
+    assert stats.energy_pj["link"] == pytest.approx(7.0 * bits)
+    one = compile_model(_mlp(), _target(3), TILING)
+    assert estimate(one.program, one.target).energy_pj["link"] == 0.0
+    slow = compile_model(_mlp(), _target(2, **{"costs.link_latency_ns": 1000.0}), TILING)
+    fast = compile_model(_mlp(), _target(2, **{"costs.link_latency_ns": 0.0}), TILING)
+    # the last layer's tiles sit on chip 1: at least one message each way crosses the link on the path
+    assert estimate(slow.program, slow.target).latency_cycles - estimate(fast.program, fast.target).latency_cycles \
+        >= 2 * 1000.0 * slow.target.clock_ghz
+
+
+def test_reprogramming_is_charged_per_round_and_batch():
+    """Each round: per core, the rows of its tiles one after another at pulse_ns each (cores in
+    parallel); every device one pulse at pulse_pj; shared by a batch of inferences_per_round."""
+    fields = {"chip.chips": 1, "chip.overflow": "reprogram", "programming.pulse_ns": 40.0,
+              "programming.pulse_pj": 3.0}
+    rounds = compile_model(_mlp(), _target(2, **fields), TILING)
+    batched = compile_model(_mlp(), _target(2, **fields, **{"programming.inferences_per_round": 4}), TILING)
+    p, t = rounds.program, rounds.target
+    per_round_core: dict = {}
+    devices = 0
+    for tile in p.tiles.values():
+        n, k = p.consts[tile.weights].shape
+        per_round_core[(tile.round, tile.core)] = per_round_core.get((tile.round, tile.core), 0.0) + k * 40.0
+        devices += n * k * 2                                      # a differential pair per weight
+    ns = sum(max(v for (r, _), v in per_round_core.items() if r == rr) for rr in (0, 1))
+    stats, shared = estimate(p, t), estimate(batched.program, batched.target)
+    assert stats.energy_pj["reprogram"] == pytest.approx(devices * 3.0)
+    assert shared.energy_pj["reprogram"] == pytest.approx(devices * 3.0 / 4)
+    assert stats.latency_cycles - shared.latency_cycles == pytest.approx(ns * t.clock_ghz * (1 - 1 / 4))
+    assert stats.bottleneck_cycles == stats.latency_cycles     # no pipelining across rounds
+
+
+def test_chip_fields_are_checked():
+    pcm = load_target("pcm")
+    assert pcm.chips == 0 and pcm.overflow == "error"
+    with pytest.raises(TargetError, match="chip.overflow = 'spill'; known: error, reprogram"):
+        with_fields(pcm, {"chip.overflow": "spill"})
+    with pytest.raises(TargetError, match="chip.chips = -1 must not be negative"):
+        with_fields(pcm, {"chip.chips": -1})
+    three = with_fields(pcm, {"chip.chips": 3})
+    xb = three.core_range("crossbar")
+    assert (xb.start, len(xb)) == (1, 3 * 128) and three.core_count == 1 + 3 * 128
+    assert [three.chip_of(c) for c in (0, 1, 128, 129, 384)] == [0, 0, 0, 1, 2]
+    two = compile_model(_mlp(), _target(2), TILING)
+    one = compile_model(_mlp(), _target(2, **{"chip.chips": 1, "chip.overflow": "reprogram"}), TILING)
+    area = estimate(two.program, two.target).area_mm2
+    for part, value in estimate(one.program, one.target).area_mm2.items():
+        assert math.isclose(area[part], 2 * value)              # every chip of the system counted
