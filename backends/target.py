@@ -163,6 +163,7 @@ class Programming:
 
 DRIFT_COMPENSATIONS = ("global", "column", "none")
 OVERFLOWS = ("error", "reprogram")
+MAPPINGS = ("latency", "throughput")
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ class Target:
     programming: Programming = Programming()
     chips: int = 1          # [chip] chips: chips in the system (0: as many as the model needs)
     overflow: str = "error" # [chip] overflow: beyond ``chips`` chips, "error" or "reprogram"
+    mapping: str = "latency"  # [chip] mapping: "throughput" replicates the layers that bound the pipeline
 
     def _count(self, group) -> int:
         """Cores of a group in the whole system: crossbar cores on every chip, the rest once
@@ -238,7 +240,7 @@ class Target:
 
 _FIELDS = {
     "chip": {"name": (str, True), "summary": (str, True), "clock_ghz": (float, True), "chips": (int, False),
-             "overflow": (str, False)},
+             "overflow": (str, False), "mapping": (str, False)},
     "verify": {"rtol": (float, True), "min_top1_agreement": (float, True)},
     "device": {"model": (str, True), "g_max": (float, False), "levels": (int, False),
                "stuck_on_rate": (float, False), "stuck_off_rate": (float, False), "read_noise": (bool, False),
@@ -409,9 +411,11 @@ def parse_target(text: str, origin: str = "<target>") -> Target:
         raise TargetError(f"{origin}: field chip.chips = {chip['chips']} must not be negative (0: as many as needed)")
     if chip.get("overflow", "error") not in OVERFLOWS:
         raise TargetError(f"{origin}: chip.overflow = {chip['overflow']!r}; known: {', '.join(OVERFLOWS)}")
+    if chip.get("mapping", "latency") not in MAPPINGS:
+        raise TargetError(f"{origin}: chip.mapping = {chip['mapping']!r}; known: {', '.join(MAPPINGS)}")
     return Target(chip["name"], chip["summary"], chip["clock_ghz"], verify["rtol"], verify["min_top1_agreement"],
                   tuple(cores), Device(**dev), text, Costs(**cost_values), _programming(origin, doc),
-                  chip.get("chips", 0), chip.get("overflow", "error"))
+                  chip.get("chips", 0), chip.get("overflow", "error"), chip.get("mapping", "latency"))
 
 
 def _programming(origin: str, doc: dict) -> Programming:

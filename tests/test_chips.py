@@ -140,3 +140,60 @@ def test_chip_fields_are_checked():
     area = estimate(two.program, two.target).area_mm2
     for part, value in estimate(one.program, one.target).area_mm2.items():
         assert math.isclose(area[part], 2 * value)              # every chip of the system counted
+
+
+# ----------------------------------------------------------------------------- replication
+def _example(name):
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1] / "examples" / name
+
+
+@pytest.mark.parametrize("model,key", [("digits_cnn.onnx", "x_image"), ("tiny_transformer.onnx", None)])
+def test_replicas_compute_the_same_and_stay_within_the_chip(model, key):
+    """Throughput-oriented mapping (chip.mapping = "throughput"): replicas of the busiest layers'
+    blocks on the same core, each over its share of the positions; noise off, the outputs are
+    the latency-oriented program's exactly, and the chip's crossbars are never exceeded."""
+    path = _example(model)
+    small = {"cores.crossbar.count": 2, "chip.chips": 1}            # 16 crossbars: the budget binds
+    latency = compile_model(path, _target(2, **small))
+    throughput = compile_model(path, _target(2, **small, **{"chip.mapping": "throughput"}))
+    tiles = list(throughput.program.tiles.values())
+    assert len(tiles) > len(latency.program.tiles) and len(tiles) <= 16
+    assert len({(t.core, t.xbar) for t in tiles}) == len(tiles)
+    replicated = [m for m in throughput.graph.mapping.values() if m.unit == "crossbar" and m.tiles[0].replicas > 1]
+    assert replicated and all(len({t.core for t in m.tiles if t.group == m.tiles[0].group and t.channel == 0
+                                   and t.out == 0}) == 1 for m in replicated)
+    if key is None:
+        import onnx
+
+        feeds = {i.name: np.random.default_rng(1).integers(0, 50, [d.dim_value or 2 for d in i.type.tensor_type.shape.dim])
+                 if i.type.tensor_type.elem_type == TensorProto.INT64 else
+                 np.random.default_rng(1).standard_normal([d.dim_value or 2 for d in i.type.tensor_type.shape.dim]).astype(np.float32)
+                 for i in onnx.load(path).graph.input}
+    else:
+        feeds = np.load(_example("digits_test.npz"))[key][:20]
+    a = CompiledProgram(latency.program, latency.target).run(feeds, noise=False)
+    b = CompiledProgram(throughput.program, throughput.target).run(feeds, noise=False)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+    faster = estimate(throughput.program, throughput.target).throughput_per_s
+    before = estimate(latency.program, latency.target).throughput_per_s
+    # the CNN is bound by its first layer's crossbar; the transformer by its vector core
+    assert faster > 2 * before if key else faster >= before
+
+
+def test_replicas_go_to_the_layer_with_the_most_positions_per_replica():
+    """digits CNN: the first conv (8×8 positions) is replicated first; a layer never gets more
+    replicas than the crossbars of a core or the positions of its first output axis."""
+    latency = compile_model(_example("digits_cnn.onnx"), load_target("pcm"))
+    throughput = compile_model(_example("digits_cnn.onnx"), with_fields(load_target("pcm"), {"chip.mapping": "throughput"}))
+    per_layer = {n.name: (len(m.tiles), m.tiles[0].replicas) for n in throughput.graph.nodes()
+                 if (m := throughput.graph.mapping.get(n.name)) is not None and m.unit == "crossbar"}
+    counts = [r for _, r in per_layer.values()]
+    assert counts[0] == max(counts) and all(1 <= r <= 8 for r in counts)
+    positions = [throughput.graph.shape(n.outputs[0]) for n in throughput.graph.nodes()
+                 if (m := throughput.graph.mapping.get(n.name)) is not None and m.unit == "crossbar"]
+    assert all(r <= (p[2] if len(p) == 4 else int(np.prod(p[:-1]))) for r, p in zip(counts, positions))
+    assert len(throughput.program.tiles) == sum(n for n, _ in per_layer.values())
+    assert len(latency.program.tiles) == sum(n // r for n, r in per_layer.values())

@@ -87,13 +87,18 @@ class CrossbarLowering:
                                    block.round),
                               block_matrix(q, block, kernel))
                 n_out = block.groups * block.outs
-                part = e.buffer(n_out * n_pos, dtype="i32")
+                if block.replica == 0:   # the block's replicas share its partial sums, each its positions
+                    part = e.buffer(n_out * n_pos, dtype="i32")
+                first_axis = o_spatial[0] if conv else rows
+                share = (block.replica * first_axis // block.replicas, (block.replica + 1) * first_axis // block.replicas)
                 if conv:
-                    self._conv_block(node.op, name, part, remote_in[c], block, channels, p_spatial, o_spatial, rank)
+                    self._conv_block(node.op, name, part, remote_in[c], block, channels, p_spatial, o_spatial, rank,
+                                     share)
                 else:
-                    self._dense_block(name, part, remote_in[c], block, rows, k)
-                e.emit("send", CoreRef(self.low.vector_core), view(part, 0, [(n_out * n_pos, 1)]))
-                partials.append((c, block, n_out))
+                    self._dense_block(name, part, remote_in[c], block, share, k)
+                if block.replica == block.replicas - 1:
+                    e.emit("send", CoreRef(self.low.vector_core), view(part, 0, [(n_out * n_pos, 1)]))
+                    partials.append((c, block, n_out))
         # 3. gather partial sums on the vector core, dequantise, add the bias
         e.core = self.low.vector_core
         acc = e.buffer(m * n_pos, dtype="i32")
@@ -131,7 +136,9 @@ class CrossbarLowering:
             e.emit("add", yv, yv, bias)
 
     def _conv_block(self, op: ops.Conv, tile: str, part: str, src_buf: str, block, channels, p_spatial, o_spatial,
-                    rank) -> None:
+                    rank, share: tuple[int, int]) -> None:
+        """The block's xmvm loop over its ``share`` [start, stop) of the first output axis (all of
+        it unless the block is replicated) and every position of the other axes."""
         p_str = strides_of((channels,) + tuple(p_spatial))
         o_str = strides_of(tuple(o_spatial))
         n_pos = int(np.prod(o_spatial))
@@ -139,13 +146,16 @@ class CrossbarLowering:
         first_channel = block.group * cg + block.channel
         n_out = block.groups * block.outs
 
+        start, stop = share
+
         def nest(axis, counters):
             if axis < rank:
-                with self.e.loop(o_spatial[axis]) as var:
+                with self.e.loop(stop - start if axis == 0 else o_spatial[axis]) as var:
                     nest(axis + 1, counters + [var])
                 return
-            dst = view(part, affine(0, *[(v, o_str[a]) for a, v in enumerate(counters)]), [(n_out, n_pos)])
-            src = view(src_buf, affine(first_channel * p_str[0],
+            dst = view(part, affine(start * o_str[0], *[(v, o_str[a]) for a, v in enumerate(counters)]),
+                       [(n_out, n_pos)])
+            src = view(src_buf, affine(first_channel * p_str[0] + start * op.strides[0] * p_str[1],
                                        *[(v, op.strides[a] * p_str[1 + a]) for a, v in enumerate(counters)]),
                        [(block.groups * block.channels, p_str[0])]
                        + [(op.kernel[a], op.dilations[a] * p_str[1 + a]) for a in range(rank)])
@@ -153,8 +163,10 @@ class CrossbarLowering:
 
         nest(0, [])
 
-    def _dense_block(self, tile: str, part: str, src_buf: str, block, rows: int, k: int) -> None:
+    def _dense_block(self, tile: str, part: str, src_buf: str, block, share: tuple[int, int], k: int) -> None:
+        """The block's xmvm loop over its ``share`` [start, stop) of the rows."""
         n_out = block.outs
-        with self.e.loop(rows) as r:
-            self.e.emit("xmvm", view(part, affine(0, (r, n_out)), [(n_out, 1)]), weight(tile),
-                        view(src_buf, affine(block.channel, (r, k)), [(block.channels, 1)]))
+        start, stop = share
+        with self.e.loop(stop - start) as r:
+            self.e.emit("xmvm", view(part, affine(start * n_out, (r, n_out)), [(n_out, 1)]), weight(tile),
+                        view(src_buf, affine(block.channel + start * k, (r, k)), [(block.channels, 1)]))

@@ -1,6 +1,8 @@
 """``verify(graph)``: well-formedness and per-op invariants, run after every pass in tests."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from typing import TYPE_CHECKING
 
 import networkx as nx
@@ -277,6 +279,14 @@ def _check_tiles(g: Graph, node: Node, record: LayerMapping, fail, target, taken
     for i, t in enumerate(record.tiles):
         if not isinstance(t, TileBlock):
             fail(f"tile {i} is a {type(t).__name__}, not a TileBlock")
+        if not 0 <= t.replica < t.replicas:
+            fail(f"tile {i} is replica {t.replica} of {t.replicas}")
+        if t.replica:   # a replica holds its block's weights again: checked once, through replica 0
+            first = record.tiles[i - t.replica]
+            if (first.replica, first.replicas, first.core) != (0, t.replicas, t.core) or \
+                    replace(first, xbar=t.xbar, replica=t.replica, round=t.round) != t:
+                fail(f"tile {i}: replica {t.replica} does not follow its block's replica 0 on the same core")
+            continue
         lo[i] = t.group, t.channel, t.out
         hi[i] = t.group + t.groups, t.channel + t.channels, t.out + t.outs
         if lo[i].min() < 0 or min(t.groups, t.channels, t.outs) < 1 or (hi[i] > dims).any():
@@ -307,7 +317,8 @@ def _check_tiles(g: Graph, node: Node, record: LayerMapping, fail, target, taken
                 fail(f"tile {i} shares core {t.core}, crossbar {t.xbar} (round {t.round}) with {other}")
     if len(cols_per_weight) > 1:
         fail(f"tiles use {sorted(cols_per_weight)} columns per weight; a layer has one width")
-    problem = _cover_problem(lo, hi, dims)
+    firsts = [i for i, t in enumerate(record.tiles) if t.replica == 0]
+    problem = _cover_problem(lo[firsts], hi[firsts], dims)
     if problem:
         fail(problem)
 

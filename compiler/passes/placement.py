@@ -28,9 +28,17 @@ class Placement(Pass):
     def run(self, g: Graph, target=None) -> bool:
         crossbar = target.crossbar if target is not None else None
         layers = [n for n in g.nodes() if g.mapping.get(n.name) is not None and g.mapping[n.name].unit == "crossbar"]
-        needed = sum(len(g.mapping[n.name].tiles) for n in layers)
-        if not needed:
+        if not any(g.mapping[n.name].tiles for n in layers):
             return False
+        per_core = crossbar.crossbars_per_core
+        slots, index = [], 0   # crossbar index of each tile: a block's replicas stay on one core
+        for node in layers:
+            for t in g.mapping[node.name].tiles:
+                if t.replica == 0 and index % per_core + t.replicas > per_core:
+                    index += per_core - index % per_core
+                slots.append(index)
+                index += 1
+        needed = index
         per_chip = crossbar.crossbars
         chips = -(-needed // per_chip) if target.chips == 0 else min(target.chips, -(-needed // per_chip))
         if needed > chips * per_chip and target.overflow != "reprogram":
@@ -42,14 +50,14 @@ class Placement(Pass):
                 f"or pick a larger target")
         system = chips * per_chip
         base = target.core_range("crossbar").start
-        index = 0
+        slots = iter(slots)
         for node in layers:
             tiles = []
             for t in g.mapping[node.name].tiles:
+                index = next(slots)
                 slot = index % system
-                tiles.append(replace(t, core=base + slot // crossbar.crossbars_per_core,
-                                     xbar=slot % crossbar.crossbars_per_core, round=index // system))
-                index += 1
+                tiles.append(replace(t, core=base + slot // per_core, xbar=slot % per_core, round=index // system))
             g.mapping[node.name] = replace(g.mapping[node.name], tiles=tuple(tiles))
-        g.chip_plan = ChipPlan(chips, -(-needed // system), min(needed, system))
+        tiles = sum(len(g.mapping[n.name].tiles) for n in layers)
+        g.chip_plan = ChipPlan(chips, -(-needed // system), min(tiles, system))
         return True
