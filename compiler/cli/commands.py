@@ -193,6 +193,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = args.output or str(Path(args.program).with_suffix(f".report.{fmt}"))
     if out != "-":
         check_writable_dir(out)
+    if Path(args.program).suffix in (".parquet", ".csv"):   # a sweep's results file
+        from nmc.compiler.reports.sweep_report import render_sweep
+
+        if args.input:
+            raise CliError("a sweep's report shows the sweep's rows; --input is for program reports")
+        if not Path(args.program).exists():
+            raise CliError(f"{args.program}: no such results file")
+        return _write_report(render_sweep(args.program, fmt), out, fmt)
     for flag, value in (("--labels", args.labels), ("--model", args.model), ("--times", args.times)):
         if value and not args.input:
             raise CliError(f"{flag} needs --input: the report runs the program on inputs to measure accuracy")
@@ -219,12 +227,39 @@ def cmd_report(args: argparse.Namespace) -> int:
         with _progress(args, "evaluating") as bar:
             evaluation = evaluate(program, target, given, progress=bar)
     text = render(build_report(program, target, table, evaluation=evaluation, source=Path(args.program).name), fmt)
+    return _write_report(text, out, fmt)
+
+
+def _write_report(text: str, out: str, fmt: str) -> int:
     if out == "-":
         sys.stdout.write(text)
         return EXIT_OK
     data = text.encode()
     write_bytes(out, data)
     print(f"wrote {out} ({fmt}, {fmt_bytes(len(data))})")
+    return EXIT_OK
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from nmc.compiler.frontend.loader import read_model, real_inputs
+    from nmc.compiler.sweep import engine_for, load_grid, sweep
+
+    check_model_file(args.model)
+    grid = load_grid(args.grid)
+    out = Path(args.output)
+    check_writable_dir(out)
+    if args.workers is not None and args.workers < 1:
+        raise CliError(f"--workers {args.workers}: give at least one worker")
+    names = [vi.name for vi in real_inputs(read_model(args.model))]
+    inputs = read_inputs(args.input, names)
+    labels = read_labels(args.labels)
+    calibration = read_calibration(args.calibration, names)
+    with _progress(args, "sweeping") as bar:
+        run = sweep(args.model, grid, inputs, out, labels=labels, calibration=calibration,
+                    engine=engine_for(args.workers, args.scheduler),
+                    progress=lambda done, total: bar(done, total, f"{done}/{total} chips"))
+    print(f"sweep {args.model}: {len(grid.points)} design point(s) × {grid.trials} chip(s) × {len(grid.times)} "
+          f"time(s); computed {run.computed} chip(s) ({run.rows} rows), skipped {run.skipped} already in {out}")
     return EXIT_OK
 
 
@@ -326,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Report on a compiled program: summary, chip floor plan, per-layer mapping, "
                                    "energy and latency charts; with --input also accuracy and error over trials "
                                    "and drift times.")
-    p.add_argument("program", metavar="PROGRAM.nmc")
+    p.add_argument("program", metavar="PROGRAM.nmc|RESULTS.parquet",
+                   help="a compiled program, or the results file of `nmc sweep`")
     p.add_argument("-o", "--output", metavar="REPORT",
                    help="the report file, or - for stdout (default: PROGRAM.report.FORMAT)")
     p.add_argument("--format", "-f", choices=("html", "md", "json"),
@@ -346,6 +382,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-drift-compensation", action="store_true",
                    help="do not rescale outputs for conductance drift")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("sweep", parents=[common], help="sweep a grid of designs, chips and drift times",
+                       description="Compile MODEL at every design point of a grid (targets × target fields × pass "
+                                   "options), simulate each on several programmed chips at several times, and write "
+                                   "one row per point × time × chip (accuracy, error against onnxruntime, latency, "
+                                   "energy, area, ...). Rows already in the results file are not computed again.")
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("--grid", "-g", required=True, metavar="GRID.toml", help="the grid (see compiler/sweep.py)")
+    input_option(p)
+    p.add_argument("--labels", metavar="Y.npy", help="class labels (Y.npy or D.npz:KEY) for accuracy")
+    calibration_option(p)
+    p.add_argument("-o", "--output", required=True, metavar="RESULTS.parquet|.csv", help="the results file")
+    g = p.add_argument_group("engine (default: local processes, one per core up to 4)")
+    g.add_argument("--workers", type=int, default=None, metavar="N", help="a Dask LocalCluster of N worker processes")
+    g.add_argument("--scheduler", metavar="tcp://HOST:8786", help="the scheduler of a running Dask cluster")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("targets", parents=[common], help="list the preset targets",
                        description="List the preset targets shipped with nmc.")
