@@ -163,7 +163,7 @@ class Programming:
 
 DRIFT_COMPENSATIONS = ("global", "column", "none")
 OVERFLOWS = ("error", "reprogram")
-MAPPINGS = ("latency", "throughput")
+MAPPINGS = ("latency", "throughput", "dense")
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,8 @@ class Target:
     programming: Programming = Programming()
     chips: int = 1          # [chip] chips: chips in the system (0: as many as the model needs)
     overflow: str = "error" # [chip] overflow: beyond ``chips`` chips, "error" or "reprogram"
-    mapping: str = "latency"  # [chip] mapping: "throughput" replicates the layers that bound the pipeline
+    mapping: str = "latency"  # [chip] mapping: "throughput" replicates the layers that bound the pipeline,
+    # "dense" stacks blocks on the free rows of crossbars already used (fewer crossbars, reads serialised)
 
     def _count(self, group) -> int:
         """Cores of a group in the whole system: crossbar cores on every chip, the rest once

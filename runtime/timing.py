@@ -167,7 +167,8 @@ def estimate(program: Program, target: Target) -> Stats:
     ingress_free = defaultdict(float)
     # crossbar work in flight: a core's crossbars run concurrently with each other and with
     # the core, which waits only for a buffer they read (before overwriting it) or write
-    tile_free: dict = defaultdict(float)
+    tile_free: dict = defaultdict(float)   # physical crossbar → when its last read finishes
+    physical = {name: (t.core, t.xbar, t.round) for name, t in program.tiles.items()}
     written: dict = defaultdict(float)   # (core, buffer) -> when the crossbar writing it finishes
     read: dict = defaultdict(float)      # (core, buffer) -> when the crossbar reading it finishes
     drained = defaultdict(float)         # core -> when all its crossbar work finishes
@@ -240,10 +241,11 @@ def estimate(program: Program, target: Target) -> Stats:
                     tile, reads, writes = work
                     cost = price(s, core)
                     total.add(cost)
-                    start = max([clock[core], tile_free[tile]] + [written[(core, b)] for b in reads]
+                    array = physical[tile]   # tiles stacked on one crossbar read one after another
+                    start = max([clock[core], tile_free[array]] + [written[(core, b)] for b in reads]
                                 + [max(written[(core, b)], read[(core, b)]) for b in writes])
                     finish = start + cost.cycles
-                    tile_free[tile] = finish
+                    tile_free[array] = finish
                     for b in reads:
                         read[(core, b)] = max(read[(core, b)], finish)
                     for b in writes:
@@ -262,7 +264,10 @@ def estimate(program: Program, target: Target) -> Stats:
         if not progressed and len(done) < len(cores):
             raise TimingError("timing: the cores deadlock (send/recv/sync mismatch)")
     latency = max(clock.values())
-    bottleneck = max(max(busy.values()), max(total.busy.values(), default=0.0))
+    per_array: dict = defaultdict(float)   # a crossbar's units are busy with all its tiles' reads
+    for unit, cycles in total.busy.items():
+        per_array[(unit.kind, physical[unit.id]) if unit.kind in ("xbar", "adc") else unit] += cycles
+    bottleneck = max(max(busy.values()), max(per_array.values(), default=0.0))
     reprogram_cycles, reprogram_pj = reprogramming(program, target)
     if reprogram_cycles:   # rounds run one after another: no pipelining across them
         latency += reprogram_cycles
@@ -317,7 +322,8 @@ def _adc_utilization(total: Cost, program: Program, target: Target, latency: flo
     if xb is None or not program.tiles or latency == 0 or not xb.analog:
         return 0.0
     adc_busy = sum(v for k, v in total.busy.items() if k.kind == "adc")
-    return adc_busy / (len(program.tiles) * latency)
+    arrays = len({(t.core, t.xbar, t.round) for t in program.tiles.values()})
+    return adc_busy / (arrays * latency)
 
 
 def area(program: Program, target: Target) -> dict:

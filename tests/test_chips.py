@@ -197,3 +197,38 @@ def test_replicas_go_to_the_layer_with_the_most_positions_per_replica():
     assert all(r <= (p[2] if len(p) == 4 else int(np.prod(p[:-1]))) for r, p in zip(counts, positions))
     assert len(throughput.program.tiles) == sum(n for n, _ in per_layer.values())
     assert len(latency.program.tiles) == sum(n // r for n, r in per_layer.values())
+
+
+# ----------------------------------------------------------------------------- dense mapping
+def test_dense_mapping_stacks_blocks_on_free_rows_and_computes_the_same():
+    """digits CNN: 9 + 144 + 32 rows stack on one 256-row crossbar; the outputs are those of one
+    block per crossbar; the crossbar's reads are serialised, so the bottleneck is their sum."""
+    from nmc.runtime.costs import Cost, CostModel
+
+    one_each = compile_model(_example("digits_cnn.onnx"), load_target("pcm"))
+    dense = compile_model(_example("digits_cnn.onnx"), with_fields(load_target("pcm"), {"chip.mapping": "dense"}))
+    tiles = list(dense.program.tiles.values())
+    assert len({(t.core, t.xbar) for t in tiles}) == 1 < len(one_each.program.tiles) == len(tiles)
+    spans = sorted((t.row, t.row + dense.program.consts[t.weights].shape[1]) for t in tiles)
+    assert spans[0][0] == 0 and all(a[1] == b[0] for a, b in zip(spans, spans[1:])) and spans[-1][1] <= 256
+    x = np.load(_example("digits_test.npz"))["x_image"][:20]
+    np.testing.assert_array_equal(CompiledProgram(dense.program, dense.target).run(x, noise=False)["logits"],
+                                  CompiledProgram(one_each.program, one_each.target).run(x, noise=False)["logits"])
+    stats = estimate(dense.program, dense.target)
+    model = CostModel(dense.program, dense.target)
+
+    def reads(stmts, times=1):   # busy cycles of every xmvm, loops counted
+        total = 0.0
+        for s in stmts:
+            if isinstance(s, Loop):
+                total += reads(s.body, times * s.count)
+            elif isinstance(s, Instr) and s.opcode == "xmvm":
+                cost = Cost()
+                model.mvm(s.operands[1].name, cost)
+                total += times * max(v for u, v in cost.busy.items() if u.kind == "xbar")
+        return total
+
+    crossbar_busy = sum(reads(stream) for stream in dense.program.cores.values())
+    assert stats.bottleneck_cycles >= crossbar_busy > max(stats.core_busy_cycles.values())
+    assert stats.bottleneck_cycles == pytest.approx(crossbar_busy)
+    assert estimate(one_each.program, one_each.target).bottleneck_cycles < crossbar_busy

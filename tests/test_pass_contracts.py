@@ -233,7 +233,7 @@ def _edit_tiles(name, change):
 
 @pytest.mark.parametrize("edit,message", [
     (lambda m: m.update(ghost=m["n9_dense"]), r"mapping record 'ghost' names no node of the graph after pass demo"),
-    (_edit_tiles("n4_conv", lambda t: t + t[:1]), r"shares core .* with n4_conv tile 0"),
+    (_edit_tiles("n4_conv", lambda t: t + t[:1]), r"shares rows of core .* with n4_conv tile 0"),
     (_edit_tiles("n4_conv", lambda t: t + (replace(t[0], core=2, xbar=0),)), r"group 0, channel 0, output 0 2 times"),
     (_edit_tiles("n4_conv", lambda t: t[1:]), r"group 0, channel 0, output 0 0 times"),
     (_edit_tiles("n4_conv", lambda t: (replace(t[0], rows=300),) + t[1:]), r"tile 0 uses 300 rows"),

@@ -82,7 +82,7 @@ class CrossbarLowering:
             for index, block in enumerate(mapping.tiles):
                 if block.core != c:
                     continue
-                name = e.tile(Tile(f"x{len(e.program.tiles)}", "", c, block.xbar, 0, 0, quant.input_bits,
+                name = e.tile(Tile(f"x{len(e.program.tiles)}", "", c, block.xbar, block.row, 0, quant.input_bits,
                                    quant.input_signed, block.adc_range, quant.weight_bits, e.layer, block.copies,
                                    block.round),
                               block_matrix(q, block, kernel))

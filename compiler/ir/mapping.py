@@ -55,6 +55,7 @@ class TileBlock:
     xbar: int = -1
     copies: int = 1      # devices per weight: the block occupies rows · copies crossbar rows
     round: int = 0       # reprogramming round that holds it (models larger than the system)
+    row: int = 0         # first crossbar row (blocks stacked on one crossbar's rows: dense mapping)
     replica: int = 0     # which of ``replicas`` identical crossbars (same core) this one is: each
     replicas: int = 1    # computes a share of the output positions (throughput-oriented mapping)
 

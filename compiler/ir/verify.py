@@ -201,7 +201,7 @@ def check_mapping(g: Graph, where: str = "", target: "Target | None" = None) -> 
     shapes and bit ranges, tiles covering the weight matrix exactly once within the target's
     crossbars, ADC ranges, placements on distinct crossbars, CAM rows in order. Work is per
     block or vectorised, never per weight in Python."""
-    taken: dict[tuple[int, int], str] = {}
+    taken: dict[tuple[int, int, int], list] = {}   # crossbar → (first row, end row, tile) held
     for name, record in g.mapping.items():
         if name not in g.dag:
             raise VerifyError(f"mapping record {name!r} names no node of the graph{where}")
@@ -312,9 +312,12 @@ def _check_tiles(g: Graph, node: Node, record: LayerMapping, fail, target, taken
                      f"{first_core}..{first_core + cores - 1} ({chips} chip(s)) with {crossbar.crossbars_per_core} "
                      "crossbars each")
             here = f"{node.name} tile {i}"
-            other = taken.setdefault((t.core, t.xbar, t.round), here)
-            if other != here:
-                fail(f"tile {i} shares core {t.core}, crossbar {t.xbar} (round {t.round}) with {other}")
+            if crossbar is not None and t.row + t.rows * t.copies > crossbar.rows:
+                fail(f"tile {i} uses rows {t.row}..{t.row + t.rows * t.copies - 1}; crossbars have {crossbar.rows}")
+            for start, stop, other in taken.setdefault((t.core, t.xbar, t.round), []):
+                if start < t.row + t.rows * t.copies and t.row < stop:
+                    fail(f"tile {i} shares rows of core {t.core}, crossbar {t.xbar} (round {t.round}) with {other}")
+            taken[(t.core, t.xbar, t.round)].append((t.row, t.row + t.rows * t.copies, here))
     if len(cols_per_weight) > 1:
         fail(f"tiles use {sorted(cols_per_weight)} columns per weight; a layer has one width")
     firsts = [i for i, t in enumerate(record.tiles) if t.replica == 0]

@@ -31,12 +31,27 @@ class Placement(Pass):
         if not any(g.mapping[n.name].tiles for n in layers):
             return False
         per_core = crossbar.crossbars_per_core
-        slots, index = [], 0   # crossbar index of each tile: a block's replicas stay on one core
+        dense = target.mapping == "dense"
+        slots, rows, index = [], [], 0   # crossbar index and first row of each tile
+        free: dict[int, int] = {}        # dense: open crossbar → rows used
         for node in layers:
             for t in g.mapping[node.name].tiles:
-                if t.replica == 0 and index % per_core + t.replicas > per_core:
+                need = t.rows * t.copies
+                if dense and t.replicas == 1:
+                    spot = next((i for i, used in free.items() if used + need <= crossbar.rows), None)
+                    if spot is not None:
+                        slots.append(spot)
+                        rows.append(free[spot])
+                        free[spot] += need
+                        continue
+                if t.replica == 0 and index % per_core + t.replicas > per_core:  # replicas stay on one core
                     index += per_core - index % per_core
                 slots.append(index)
+                rows.append(0)
+                if dense and t.replicas == 1:
+                    free[index] = need
+                    if len(free) > 64:               # look back over the last 64 open crossbars only
+                        free.pop(next(iter(free)))
                 index += 1
         needed = index
         per_chip = crossbar.crossbars
@@ -50,14 +65,14 @@ class Placement(Pass):
                 f"or pick a larger target")
         system = chips * per_chip
         base = target.core_range("crossbar").start
-        slots = iter(slots)
+        spots = iter(zip(slots, rows))
         for node in layers:
             tiles = []
             for t in g.mapping[node.name].tiles:
-                index = next(slots)
+                index, row = next(spots)
                 slot = index % system
-                tiles.append(replace(t, core=base + slot // per_core, xbar=slot % per_core, round=index // system))
+                tiles.append(replace(t, core=base + slot // per_core, xbar=slot % per_core, round=index // system,
+                                     row=row))
             g.mapping[node.name] = replace(g.mapping[node.name], tiles=tuple(tiles))
-        tiles = sum(len(g.mapping[n.name].tiles) for n in layers)
-        g.chip_plan = ChipPlan(chips, -(-needed // system), min(tiles, system))
+        g.chip_plan = ChipPlan(chips, -(-needed // system), min(len(set(slots)), system))
         return True

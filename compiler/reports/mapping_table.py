@@ -47,7 +47,7 @@ def mapping_table(graph, program: Program, target) -> dict:
     Unknown record fields (a future core kind's tiles) pass through as they are.
     """
     crossbar = target.crossbar
-    by_place = {(t.core, t.xbar): name for name, t in program.tiles.items()}
+    by_place = {(t.core, t.xbar, t.round, t.row): name for name, t in program.tiles.items()}
     nodes = list(graph.nodes())
     layers = []
     for layer in program.layers:
@@ -68,7 +68,7 @@ def mapping_table(graph, program: Program, target) -> dict:
                          cells_per_weight=cells_per_weight(crossbar, quant.weight_bits))
         for block in getattr(record, "tiles", ()):
             tile = _jsonable(block)
-            name = by_place.get((tile.get("core"), tile.get("xbar")))
+            name = by_place.get((tile.get("core"), tile.get("xbar"), tile.get("round", 0), tile.get("row", 0)))
             if name is not None:
                 tile["tile"] = name
                 tile.setdefault("in_bits", program.tiles[name].in_bits)
