@@ -267,3 +267,23 @@ def test_mismatched_shapes_are_a_compile_error():
     with pytest.raises(CompileError, match="indices of rank 2 for data of rank 3"):
         compile_model(_model([helper.make_node("GatherElements", ["x", "i"], ["y"])],
                              {"x": DATA}, ["y"], [("i", np.zeros((2, 2), np.int64))]), target="ideal")
+
+
+@pytest.mark.parametrize("axis,data_shape,index_shape", [(1, (1, 512), (1, 128)), (0, (6, 5), (2, 3)),
+                                                         (-1, (3, 9, 4), (2, 9, 3))])
+def test_gather_elements_of_constants_folds_like_onnxruntime(axis, data_shape, index_shape):
+    """Data and indices both constant: folded at compile time, by numpy (onnx.reference 1.23
+    fails on a [1, 512] buffer read at [1, 128], Hugging Face BERT's token_type_ids), including
+    indices shorter than the data off the axis and negative ones."""
+    rng = np.random.default_rng(7)
+    data = rng.standard_normal(data_shape).astype(np.float32)
+    dim = data_shape[axis]
+    indices = rng.integers(-dim, dim, index_shape)
+    node = helper.make_node("GatherElements", ["d", "i"], ["g"], axis=axis)
+    add = helper.make_node("Add", ["g", "x"], ["y"])
+    x = rng.standard_normal(index_shape).astype(np.float32)
+    model = _model([node, add], {"x": x}, ["y"], [("d", data), ("i", indices)])
+    compiled = compile_model(model, target="ideal")
+    assert "GatherElements" not in {n.onnx_op for n in compiled.graph.nodes()}
+    out = execute(compiled.program, {"x": x})["y"]
+    np.testing.assert_array_equal(out, run_ort(model, {"x": x})[0])

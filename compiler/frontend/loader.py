@@ -127,9 +127,23 @@ def fix_batch(model: onnx.ModelProto, batched: bool, size: int = 1) -> onnx.Mode
 _MIN_REFERENCE_OPSET = {"QuantizeLinear": 19, "DequantizeLinear": 19}
 
 
+def _gather_elements(node: onnx.NodeProto, data: np.ndarray, indices: np.ndarray) -> list[np.ndarray]:
+    """GatherElements by numpy: onnx.reference 1.23 fails when the indices are shorter than the
+    data along the axis (Hugging Face BERT's ``token_type_ids`` buffer, [1, 512] read at [1, 128])."""
+    axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0) % data.ndim
+    box = tuple(slice(None) if j == axis else slice(0, n) for j, n in enumerate(indices.shape))
+    index = np.where(indices < 0, indices + data.shape[axis], indices)
+    return [np.take_along_axis(data[box], index, axis=axis)]
+
+
+_NUMPY_FOLDS = {"GatherElements": _gather_elements}
+
+
 def _evaluate(node: onnx.NodeProto, values: list[np.ndarray], opsets) -> list[np.ndarray]:
     from onnx.reference import ReferenceEvaluator  # only when a model has something to fold
 
+    if node.op_type in _NUMPY_FOLDS and node.domain in ("", "ai.onnx"):
+        return _NUMPY_FOLDS[node.op_type](node, *values)
     least = _MIN_REFERENCE_OPSET.get(node.op_type, 0)
     opsets = [helper.make_opsetid(o.domain, max(o.version, least)) if o.domain in ("", "ai.onnx") else o
               for o in opsets]
