@@ -73,6 +73,13 @@ def compile_model(model: str | os.PathLike | onnx.ModelProto, target: str | Targ
         first = compile_model(model, tgt, single, check, batched, calibration)
         weights = layer_sensitivity(first.program, tgt, calibration)
         passes = [replace(p, sensitivity=tuple(weights.items())) if isinstance(p, TileMapping) else p for p in passes]
+    if _wants_replicas(passes, tgt):
+        return _throughput_oriented(model, tgt, check, batched, calibration, passes, progress)
+    return _compile_with(model, tgt, passes, check, batched, calibration, progress)
+
+
+def _compile_with(model, tgt: Target, passes: list[Pass], check: bool, batched, calibration, progress) -> Compiled:
+    """The pipeline: frontend, calibration, the graph passes, codegen, validation."""
     stages = ["frontend", *(["calibration"] if calibration is not None else []), *(p.name for p in passes),
               "codegen", "validate"]
     step = _stepper(stages, progress)
@@ -124,6 +131,37 @@ def _stepper(stages: list[str], progress: Callable[..., None] | None) -> Callabl
         if progress is not None:
             progress(stages.index(name) if name is not None else len(stages), len(stages), name or "done")
     return step
+
+
+def _wants_replicas(passes: list[Pass], target: Target) -> bool:
+    tiling = next(p for p in passes if isinstance(p, TileMapping))
+    wanted = tiling.replicate.lower() in ("yes", "true", "1") if tiling.replicate else target.mapping == "throughput"
+    return wanted and not tiling.replicas and target.crossbar is not None
+
+
+def _throughput_oriented(model, target: Target, check, batched, calibration, passes, progress) -> Compiled:
+    """Compile latency-oriented, measure which layers' crossbars bound the throughput
+    (compiler.replication), compile again with their replicas; keep the faster of the two."""
+    from nmc.compiler.replication import choose_replicas
+    from nmc.runtime.timing import estimate
+
+    tiling = next(p for p in passes if isinstance(p, TileMapping))
+    plain = _compile_with(model, target, [replace(p, replicate="no") if p is tiling else p for p in passes],
+                          check, batched, calibration, progress)
+    positions = {}
+    for node in plain.graph.nodes():
+        record = plain.graph.mapping.get(node.name)
+        if record is not None and record.unit == "crossbar":
+            shape = plain.graph.shape(node.outputs[0])
+            positions[node.onnx_name or node.name] = shape[2] if len(shape) > 2 and hasattr(node.op, "kernel") \
+                else int(np.prod(shape[:-1]))
+    counts = choose_replicas(plain.program, plain.target, positions)
+    if not counts:
+        return plain
+    fast_passes = [replace(p, replicate="yes", replicas=tuple(counts.items())) if p is tiling else p for p in passes]
+    fast = _compile_with(model, target, fast_passes, check, batched, calibration, progress)
+    before, after = estimate(plain.program, plain.target), estimate(fast.program, fast.target)
+    return fast if after.throughput_per_s > before.throughput_per_s else plain
 
 
 def _wants_sensitivity(passes: list[Pass], target: Target) -> bool:

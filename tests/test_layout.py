@@ -15,7 +15,7 @@ ALLOWED = {"isa": set(), "backends": {"isa"}, "runtime": {"isa", "backends"},
 # the compiler's separate steps that run programs or cost them: verification, conformance,
 # redundancy's measured sensitivity,
 # the command line, reports (timing and energy of a program) and the driver's CompiledProgram
-COMPILER_USES_RUNTIME = {"verify.py", "conformance.py", "redundancy.py", "sweep.py", "cli/commands.py", "cli/summary.py", "driver.py",
+COMPILER_USES_RUNTIME = {"verify.py", "conformance.py", "redundancy.py", "replication.py", "sweep.py", "cli/commands.py", "cli/summary.py", "driver.py",
                          "reports/report.py", "reports/render.py"}
 
 

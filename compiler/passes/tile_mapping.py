@@ -58,11 +58,10 @@ class TileMapping(Pass):
     0 there means every crossbar the model leaves free).
 
     Replication (throughput-oriented mapping: ``replicate``, default the target's
-    ``chip.mapping = "throughput"``): the layer whose crossbars are busiest per inference (most
-    output positions per replica) gets one more replica of each of its blocks, on the same core,
-    each replica computing a share of the positions (split along the first output axis), as long
-    as the free crossbars of the chips in use last; a layer has at most one replica per crossbar
-    of a core and per position of that axis."""
+    ``chip.mapping = "throughput"``): the driver compiles without replicas, measures which layers'
+    crossbars bound the throughput (``compiler.replication``) and runs this pass again with
+    ``replicas`` per layer; each block of such a layer is then placed that many times on one
+    core, each replica computing a share of the positions (split along the first output axis)."""
 
     name = "tile-mapping"
     requires = ("crossbar-layers-quantized",)
@@ -73,6 +72,7 @@ class TileMapping(Pass):
     copies_budget: int = -1
     sensitivity: tuple[tuple[str, float], ...] = ()
     replicate: str = ""   # "yes" / "no"; empty: the target's chip.mapping
+    replicas: tuple[tuple[str, int], ...] = ()   # layer name → replicas (compiler.replication), else greedy
 
     def run(self, g: Graph, target=None) -> bool:
         crossbar = target.crossbar if target is not None else None
@@ -102,39 +102,24 @@ class TileMapping(Pass):
         most = self.copies or (target.programming.copies if target is not None else 1)
         if most > 1 and layers:
             plans = self._redundancy(layers, plans, plan, most, target)
-        replicate = self.replicate.lower() in ("yes", "true", "1") if self.replicate else \
-            target.mapping == "throughput"
-        if replicate:
-            plans = self._replicate(g, layers, plans, crossbar, target)
+        if self.replicas:
+            plans = self._replicate(g, layers, plans, crossbar, dict(self.replicas))
         for node, mapping in layers:
             g.mapping[node.name] = replace(mapping, tiles=tuple(plans[node.name]))
         return True
 
     @staticmethod
-    def _replicate(g: Graph, layers, plans, crossbar, target) -> dict[str, list[TileBlock]]:
-        """Greedy: one more replica for the layer with the most positions per replica, while the
-        free crossbars of the chips in use last (see the class docstring)."""
-        per_chip = crossbar.crossbars
-        total = sum(len(p) for p in plans.values())
-        chips = target.chips or -(-total // per_chip)
-        free = chips * per_chip - total
-        axis, positions, replicas = {}, {}, {}
+    def _replicate(g: Graph, layers, plans, crossbar, given: dict[str, int]) -> dict[str, list[TileBlock]]:
+        """Each block of a layer named in ``given`` (layer name → replicas, measured by the driver:
+        compiler.replication) that many times, at most one per crossbar of a core and per
+        position of the layer's first output axis."""
+        out = {}
         for node, _ in layers:
             shape = g.shape(node.outputs[0])
-            if isinstance(node.op, ops.Conv):
-                axis[node.name], positions[node.name] = shape[2], int(np.prod(shape[2:]))
-            else:
-                axis[node.name] = positions[node.name] = int(np.prod(shape[:-1]))
-            replicas[node.name] = 1
-        while free > 0:
-            name = max(replicas, key=lambda n: (-(-axis[n] // replicas[n]) * positions[n] // axis[n], -len(plans[n])))
-            r = replicas[name] + 1
-            if r > min(axis[name], crossbar.crossbars_per_core) or len(plans[name]) > free:
-                break
-            free -= len(plans[name])
-            replicas[name] = r
-        return {name: [replace(b, replica=i, replicas=replicas[name]) for b in blocks for i in range(replicas[name])]
-                for name, blocks in plans.items()}
+            axis = shape[2] if isinstance(node.op, ops.Conv) else int(np.prod(shape[:-1]))
+            r = max(1, min(given.get(node.onnx_name or node.name, 1), axis, crossbar.crossbars_per_core))
+            out[node.name] = [replace(b, replica=i, replicas=r) for b in plans[node.name] for i in range(r)]
+        return out
 
     def _redundancy(self, layers, plans, plan, most: int, target) -> dict[str, list[TileBlock]]:
         """Greedy: the copy that removes the most weighted noise per extra crossbar, while the
