@@ -377,3 +377,25 @@ def test_grouped_convolutions_stay_digital_when_their_tiles_would_be_mostly_empt
     assert g.mapping[conv.name].unit == "crossbar"
     Partition(min_cell_share=share + 1e-9).run(g, pcm)
     assert g.mapping[conv.name].unit == "vector"
+
+
+def test_a_kernel_window_taller_than_the_crossbar_stays_digital():
+    """ViT's 16×16 patch embedding (256 rows per channel) on isaac's 128-row crossbars."""
+    from nmc.backends.target import load_target
+    from nmc.compiler.frontend import import_onnx
+    from nmc.compiler.passes import Partition
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((8, 3, 16, 16)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], strides=[16, 16])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 2, 2])],
+                              [numpy_helper.from_array(w, "w")])
+    g = import_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    conv = next(n for n in g.nodes() if n.op.__class__.__name__ == "Conv")
+    Partition().run(g, load_target("isaac"))
+    assert g.mapping[conv.name].unit == "vector"
+    assert g.mapping[conv.name].reason == ("a kernel window of 256 rows per input channel does not fit crossbars "
+                                           "of 128 rows (blocks are cut at channels)")
+    Partition().run(g, load_target("pcm"))
+    assert g.mapping[conv.name].unit == "crossbar"

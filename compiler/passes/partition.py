@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from nmc.backends.tile_arithmetic import TileArithmetic
 from nmc.compiler.ir import ops
 from nmc.compiler.ir.graph import Graph
@@ -57,6 +59,9 @@ class Partition(Pass):
             elif isinstance(node.op, ops.Conv) and (g.batched is False and g.shape(node.inputs[0])[0] != 1):
                 decision = LayerMapping("vector", "a fixed batch of several images: crossbar convolution "
                                                   "runs one sample at a time (export with a free batch axis)")
+            elif isinstance(node.op, ops.Conv) and (window := int(np.prod(node.op.kernel))) > crossbar.rows:
+                decision = LayerMapping("vector", f"a kernel window of {window} rows per input channel does not fit "
+                                                  f"crossbars of {crossbar.rows} rows (blocks are cut at channels)")
             elif (share := self._cell_share(g, node, crossbar)) < self.min_cell_share:
                 decision = LayerMapping("vector", f"{node.op.group} groups: block-diagonal crossbar tiles would hold "
                                                   f"weights in {100 * share:.1f}% of their cells (below the policy's "
