@@ -57,7 +57,9 @@ class Emitter:
         self.program.tiles[tile.name] = replace(tile, weights=name)
         return tile.name
 
-    def constant(self, array: np.ndarray, key: str | None = None, dtype: str = "f32") -> str:
+    def constant(self, array: np.ndarray, key: str | tuple | None = None, dtype: str = "f32") -> str:
+        """A program constant holding ``array``; ``key`` (a graph constant's name, or a tuple for
+        arrays derived from one) reuses the constant already made for it."""
         if key is not None and key in self.const_of:
             return self.const_of[key]
         name = f"c{len(self.program.consts)}"

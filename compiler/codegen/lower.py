@@ -158,7 +158,7 @@ class Lowering:
         p_str = strides_of((samples, channels) + tuple(p_spatial))
         o_str = strides_of((samples, m) + tuple(o_spatial))
         wmat = self.g.constants[w].reshape(group, mg, -1) if group > 1 else self.g.constants[w].reshape(m, -1)
-        wc = self.e.constant(wmat, key=w + "#mat")
+        wc = self.e.constant(wmat, key=(w, "conv matrix"))   # not a tensor name: no graph constant can share it
         yb, yo = self.place(y)
         with self.e.loop(samples) as n, self.e.loop(group) as g:
             self._conv_loops(op, rank, 0, [], n, g, wc, yb, yo, pbuf, poff, p_str, o_str, o_spatial, cg, mg)

@@ -15,6 +15,7 @@ records a warning that says which and how many decisions move. Rows are packed i
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -148,6 +149,9 @@ class CamMappingPass(Pass):
                     f"{largest:.4g}); inputs between the old and new threshold may take the other branch")
             codes.append(FeatureCode(f, tuple(t for t, s in kept if s == _BEFORE), tuple(t for t, s in kept if s == _AFTER),
                                      levels, cells, len(wanted), merged))
+        if codes and not any(c.cells for c in codes):
+            # no tree tests a feature (one-leaf trees): one cell of feature 0 that every code matches
+            codes[0] = dataclasses.replace(codes[0], cells=1)
         return codes, cut_index, warnings
 
     def _conditions(self, table, codes, cut_index) -> dict[int, tuple[np.ndarray, np.ndarray]]:
