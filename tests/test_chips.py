@@ -241,3 +241,18 @@ def test_dense_mapping_stacks_blocks_on_free_rows_and_computes_the_same():
     assert stats.bottleneck_cycles >= crossbar_busy > max(stats.core_busy_cycles.values())
     assert stats.bottleneck_cycles == pytest.approx(crossbar_busy)
     assert estimate(one_each.program, one_each.target).bottleneck_cycles < crossbar_busy
+
+
+def test_the_compile_summary_says_how_the_model_was_mapped(tmp_path):
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "nmc.compiler.cli", "compile", str(_example("digits_cnn.onnx")), "-t", "pcm", "-q"]
+    fast = subprocess.run(cli + ["--set", "chip.mapping=throughput", "-o", str(tmp_path / "a.nmc")],
+                          capture_output=True, text=True)
+    assert fast.returncode == 0, fast.stderr
+    assert "mapping       throughput-oriented: /0/Conv ×" in fast.stdout
+    vgg_like = subprocess.run(cli + ["--set", "cores.crossbar.count=1", "--set", "cores.crossbar.crossbars_per_core=1",
+                                     "-o", str(tmp_path / "b.nmc")], capture_output=True, text=True)
+    assert vgg_like.returncode == 0, vgg_like.stderr
+    assert "system        3 chips of 1 crossbars" in vgg_like.stdout

@@ -52,6 +52,14 @@ def compile_summary(model: str, out: Path, compiled, calibration: dict[str, np.n
                           for t in m.tiles})
         lines.append("  calibration   " + (f"{next(iter(calibration.values())).shape[0]} sample(s); "
                                            if calibration else "none; ") + f"ADC ranges from {' and '.join(sources)}")
+        replicated = [(n.onnx_name or n.name, m.tiles[0].replicas) for n in compiled.graph.nodes()
+                      if (m := compiled.graph.mapping.get(n.name)) is not None and m.unit == "crossbar"
+                      and m.tiles and m.tiles[0].replicas > 1]
+        if target.mapping != "latency":
+            lines.append("  mapping       " + (
+                "dense: blocks stacked on the free rows of crossbars already used" if target.mapping == "dense" else
+                "throughput-oriented: " + (", ".join(f"{name} ×{r}" for name, r in replicated) if replicated else
+                                           "no layer's crossbars bound the throughput, so nothing is replicated")))
         if target.crossbar is not None and target.crossbar.analog:
             from nmc.runtime.programming import describe
 
