@@ -25,11 +25,13 @@ the inputs and each compiled program once per worker and reruns the tasks of a w
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
 import os
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -130,6 +132,7 @@ class Inputs:
     labels: np.ndarray | None
     reference: dict
     calibration: dict | None
+    threads: int | None = None   # simulator threads per task: 1 where the engine runs tasks side by side
 
 
 def compile_point(point: Point, inputs: Inputs):
@@ -162,7 +165,7 @@ def simulate_trial(compiled_point, point: Point, trial: int, grid_times: tuple, 
         return [{**base, "time_s": None, **figures}]
     rows = []
     for t in grid_times:
-        out = compiled.run(inputs.feeds, time=t, seed=seed + trial)
+        out = compiled.run(inputs.feeds, time=t, seed=seed + trial, threads=inputs.threads)
         rows.append({**base, "time_s": float(t), **_quality(out, inputs), **figures, "error": None})
     return rows
 
@@ -201,6 +204,7 @@ class LocalEngine:
                 for trial in trials:
                     emit(simulate_trial(compiled, point, trial, grid.times, grid.seed, inputs))
             return
+        inputs = dataclasses.replace(inputs, threads=1)   # the processes share the cores
         compiled = self._map(inputs, [(compile_point, (p,)) for p in todo], lambda i, r: None)
         tasks = [(simulate_trial, (compiled[i], p, trial, grid.times, grid.seed))
                  for i, (p, trials) in enumerate(todo.items()) for trial in trials]
@@ -268,7 +272,7 @@ class DaskEngine:
 
         client, cluster = self.client()
         try:
-            shared = client.scatter(inputs, broadcast=True)
+            shared = client.scatter(dataclasses.replace(inputs, threads=1), broadcast=True)  # a task per worker thread
             futures = []
             for point, trials in todo.items():
                 compiled = client.submit(compile_point, point, shared, key=f"compile-{point.id}",
@@ -291,6 +295,8 @@ class Results:
 
     path: Path
     rows: list[dict] = field(default_factory=list)
+    every_s: float = 1.0          # rewrite at most this often while rows come (and once at the end)
+    _written: float = 0.0
 
     def __post_init__(self):
         if self.path.suffix not in (".parquet", ".csv"):
@@ -311,7 +317,8 @@ class Results:
 
     def add(self, rows: list[dict]) -> None:
         self.rows.extend(rows)
-        self.write()
+        if time.monotonic() - self._written >= self.every_s:
+            self.write()
 
     def write(self) -> None:
         pd = _pandas()
@@ -323,6 +330,7 @@ class Results:
             else:
                 frame.to_csv(tmp, index=False)
             os.replace(tmp, self.path)
+            self._written = time.monotonic()
         finally:
             if tmp.exists():
                 tmp.unlink()
@@ -382,7 +390,11 @@ def sweep(model: str | os.PathLike, grid: Grid, feeds: dict, out: str | os.PathL
         if progress is not None:
             progress(run.computed, total)
 
-    (engine or LocalEngine()).run(grid, inputs, todo, emit)
+    try:
+        (engine or LocalEngine()).run(grid, inputs, todo, emit)
+    finally:   # whatever stopped the sweep, the rows computed so far are in the file
+        if run.computed:
+            results.write()
     return run
 
 

@@ -63,12 +63,14 @@ class CompiledProgram:
 
     def run(self, inputs: np.ndarray | Mapping[str, np.ndarray], *, time: float | str = 0.0, seed: int = 0,
             noise: bool = True, drift_compensation: bool = True,
-            progress: Callable[..., None] | None = None) -> Outputs:
+            progress: Callable[..., None] | None = None, threads: int | None = None) -> Outputs:
         """Run on ``inputs`` (an array for a one-input program, else input name → array) at
-        ``time`` since programming (seconds, or ``"1d"``-style); one programmed chip per ``seed``."""
+        ``time`` since programming (seconds, or ``"1d"``-style); one programmed chip per ``seed``.
+        ``threads``: simulator threads (default one per processor); the outputs do not depend on it."""
         options = SimOptions(time=parse_duration(time, "time"), seed=_seed(seed), noise=noise,
                              drift_compensation=drift_compensation)
-        return Outputs(execute(self.program, self.feeds(inputs), self.target, options, progress=progress), options)
+        return Outputs(execute(self.program, self.feeds(inputs), self.target, options, progress=progress,
+                               workers=threads), options)
 
     def trials(self, inputs: np.ndarray | Mapping[str, np.ndarray], trials: int, *, times=(0.0,),
                seed: int = 0, noise: bool = True, drift_compensation: bool = True) -> Runs:
