@@ -259,12 +259,18 @@ class DaskEngine:
         self.scheduler, self.workers, self.retries = scheduler, workers, retries
 
     def client(self):
+        import dask
         from distributed import Client, LocalCluster
 
         if self.scheduler:
             return Client(self.scheduler), None
-        cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc map and
+        # unmap every large array: the simulator then runs 1.7x slower (0.61 s a chip against 0.35).
+        environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
+                   if k != "MALLOC_TRIM_THRESHOLD_"}
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
         return Client(cluster), cluster
 
     def run(self, grid: Grid, inputs: Inputs, todo: dict[Point, list[int]], emit: Callable[[list[dict]], None]) -> None:

@@ -2,14 +2,14 @@
 
     python tests/benchmarks/bench_sweep.py [--repeats 3] [--samples 359]
 
-The grid: 8 design points (pcm and rram × ADC of 6, 7, 8 and 9 bits) × 8 chips × 2 times on
+The grid: 8 design points (pcm and rram × ADC of 6, 7, 8 and 9 bits) × 24 chips × 2 times on
 the digits CNN. Each run is a whole `sweep` on a fresh ``LocalCluster`` (1 or 2 worker processes,
 one thread each), cluster start included, results to a new file; the two alternate and the
 speed-up is the median of the per-pair ratios, measured in one run. Each worker simulates with one
 thread (Dask sets OMP_NUM_THREADS=1 in its workers), so 1 worker is one core; the scheduler, the
 client and the results file share the cores with the workers. Measured 2026-12-02 on this
-2-core machine: 1 worker 33.6 s, 2 workers 20.7 s, 1.62×; about 3.5 s of each run is starting
-and stopping the cluster and importing nmc in the workers.
+2-core machine: 1 worker 50.5 s, 2 workers 30.4 s, 1.66×; about 4 s of each run is starting and
+stopping the cluster and importing nmc in the workers (with 8 chips a point: 20.8 s and 14.5 s).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GRID = """
 targets = ["pcm", "rram"]
 times = ["1h", "1d"]
-trials = 8
+trials = 24
 [fields]
 "cores.crossbar.adc_bits" = [6, 7, 8, 9]
 """
