@@ -62,20 +62,45 @@ class ProgrammingCost:
 
 def programming_cost(program: Program, target: Target, tiles: dict) -> ProgrammingCost:
     """The cost of programming ``tiles`` (tile name → ``runtime.crossbar.ProgrammedTile``)."""
+    return _aggregate(program, target, {
+        name: (sum(lv.size for pair in t.levels for lv in pair) * program.tiles[name].copies, t.pulses,
+               int(t.row_pulses.sum()), t.column_offset is not None)
+        for name, t in tiles.items()})
+
+
+def expected_cost(program: Program, target: Target) -> ProgrammingCost | None:
+    """The same without programming a chip, where nothing in it is random: one pulse per device
+    (no program-and-verify). None under program-and-verify, whose pulses the noise decides."""
+    prog, xb = target.programming, target.crossbar
+    if prog.write_verify or xb is None:
+        return None
+    from nmc.backends.devices import device_model
+    from nmc.backends.tile_arithmetic import TileArithmetic
+
+    noisy = xb.analog and (not device_model(target.device).ideal or target.device.adc_noise_lsb > 0
+                           or target.device.adc_offset_lsb > 0)
+    records = {}
+    for name, tile in program.tiles.items():
+        n, k = program.consts[tile.weights].shape
+        devices = n * k * tile.copies * TileArithmetic.of(tile, xb).columns_per_weight
+        records[name] = (devices, devices, k * tile.copies, prog.column_calibration and noisy)
+    return _aggregate(program, target, records)
+
+
+def _aggregate(program: Program, target: Target, records: dict) -> ProgrammingCost:
+    """Per tile (devices, pulses, pulses of its rows one after another, calibrated?) → per layer
+    and per chip: time (a core's crossbars one after another, cores in parallel) and energy."""
     prog = target.programming
     model = CostModel(program, target)
     names = {layer.index: layer.name for layer in program.layers}
     per_layer: dict[int, dict] = defaultdict(lambda: defaultdict(float))
     core_time: dict[int, float] = defaultdict(float)
-    for name, programmed in tiles.items():
+    for name, (devices, pulses, row_pulses, calibrated) in records.items():
         tile = program.tiles[name]
-        devices = sum(lv.size for pair in programmed.levels for lv in pair) * tile.copies
-        pulses = programmed.pulses
         verifies = pulses if prog.write_verify else 0
-        row_pulses = int(programmed.row_pulses.sum())  # each row as slow as its slowest cell
         time_ns = row_pulses * (prog.pulse_ns + (prog.verify_ns if prog.write_verify else 0.0))
         energy = pulses * prog.pulse_pj + verifies * prog.verify_pj
-        calibration = prog.calibration_inputs if programmed.column_offset is not None else 0
+        calibration = prog.calibration_inputs if calibrated else 0
         if calibration:
             cost = Cost()
             model.mvm(name, cost)

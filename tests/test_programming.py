@@ -253,3 +253,17 @@ def test_the_command_line_sets_target_fields(tmp_path, digits):
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "programming.tolerance" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "b.nmc").exists()
+
+
+@pytest.mark.parametrize("fields", [{}, {"programming.column_calibration": True, "programming.copies": 2},
+                                    {"device.programming_noise": False}])
+def test_without_verify_the_cost_needs_no_programmed_chip(digits, fields):
+    """One pulse per device: the figures from the program alone equal those of a programmed chip."""
+    import nmc
+    from nmc.runtime.programming import expected_cost
+
+    model, cal, _ = digits
+    p = nmc.compile(model, with_fields(load_target("pcm"), fields) if fields else "pcm", calibration=cal)
+    assert expected_cost(p.program, p.target) == p.programming(time="1h")
+    verified = nmc.compile(model, with_fields(load_target("pcm"), {"programming.write_verify": True}), calibration=cal)
+    assert expected_cost(verified.program, verified.target) is None

@@ -135,11 +135,14 @@ def programming(program: Program, target: Target) -> dict | None:
     xb = target.crossbar
     if xb is None or not program.tiles or xb.technology not in ("pcm", "rram"):
         return None
-    from nmc.runtime.programming import describe, programming_cost
-    from nmc.runtime.machine import Chip
-    from nmc.runtime import SimOptions
+    from nmc.runtime.programming import describe, expected_cost, programming_cost
 
-    cost = programming_cost(program, target, Chip(program, target, SimOptions()).tiles)
+    cost = expected_cost(program, target)
+    if cost is None:   # program-and-verify: its pulses are those a programmed chip (seed 0) spends
+        from nmc.runtime import SimOptions
+        from nmc.runtime.machine import Chip
+
+        cost = programming_cost(program, target, Chip(program, target, SimOptions()).tiles)
     return {"scheme": describe(target.programming, program), "time_s": cost.time_s,
             "energy_pj": cost.energy_pj, "energy_j": cost.energy_pj * 1e-12, "devices": cost.devices,
             "pulses_per_device": cost.pulses_per_device}
