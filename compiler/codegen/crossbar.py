@@ -1,10 +1,11 @@
 """Lowering of a crossbar-mapped Dense or Conv layer.
 
-On the vector core (the target's vector core): the input is padded, quantised to integers (with a scale fixed
-by calibration or taken per sample from the largest |x|) and sent to every crossbar core that
+On the vector core (the target's vector core): the input is quantised to integers (with a scale fixed
+by calibration or taken per sample from the largest |x|) into a padded buffer whose border is zero and sent to every crossbar core that
 holds a tile of the layer. Each crossbar core receives it, runs one loop of ``xmvm`` per tile
 over the output positions (a convolution reads im2col windows as strided views) and sends the
-partial sums back. The vector core adds the partial sums of row blocks, dequantises with the
+partial sums back. The vector core receives the first partial sum of each output range in place and adds those
+of further row blocks, dequantises with the
 per-channel weight scale and the input scale, and adds the bias.
 """
 from __future__ import annotations
@@ -39,9 +40,10 @@ class CrossbarLowering:
             out_shape = self.g.shape(y)
             m, o_spatial = out_shape[1], tuple(out_shape[2:])
             kernel = int(np.prod(node.op.kernel))
-            pbuf, poff, p_spatial = self.low._padded(x, node.op.pads[:rank], node.op.pads[rank:], 0.0)
+            begins, ends = node.op.pads[:rank], node.op.pads[rank:]
+            spatial = tuple(self.g.shape(x)[2:])
+            p_spatial = tuple(s + b + z for s, b, z in zip(spatial, begins, ends))
             in_size = channels * int(np.prod(p_spatial))
-            src_f32 = view(pbuf, poff, [(in_size, 1)])
             positions = o_spatial
         else:
             k = self.g.shape(node.inputs[1])[1]
@@ -49,8 +51,6 @@ class CrossbarLowering:
             rows = self.g.tensors[x].size // k
             kernel = 1
             in_size = rows * k
-            xb, xo = self.low.place(x)
-            src_f32 = view(xb, xo, [(in_size, 1)])
             positions = (rows,)
         n_pos = int(np.prod(positions))
         # 1. input scale and quantisation on the vector core
@@ -62,12 +62,27 @@ class CrossbarLowering:
             e.emit("rmax", view(scale, 0, [(1, 1)]), view(absx, 0, [(1, 0), (self.g.tensors[x].size, 1)]))
             e.emit("div", view(scale, 0, [(1, 1)]), view(scale, 0, [(1, 1)]), float(quant.input_max))
             e.emit("max", view(scale, 0, [(1, 1)]), view(scale, 0, [(1, 1)]), _TINY)
-            scale_op = view(scale, 0, [(in_size, 0)])
         else:
             scale_op = float(np.float32(quant.input_scale))
         lo = -quant.input_max if quant.input_signed else 0
         qin = e.buffer(in_size, dtype="i32")
-        e.emit("quant", view(qin, 0, [(in_size, 1)]), src_f32, scale_op, float(lo), float(quant.input_max))
+        if conv:   # quantised into the interior of the padded integer input; only its border is zeroed
+            shape = (channels,) + p_spatial
+            strides = strides_of(shape)
+            for axis in range(rank):
+                for start, count in ((0, begins[axis]), (begins[axis] + spatial[axis], ends[axis])):
+                    if count:
+                        dims = [(n, st) for n, st in zip(shape, strides)]
+                        dims[1 + axis] = (count, strides[1 + axis])
+                        e.emit("fill", view(qin, start * strides[1 + axis], dims), 0.0)
+            interior = view(qin, sum(b * st for b, st in zip(begins, strides[1:])),
+                            [(channels, strides[0])] + [(n, st) for n, st in zip(spatial, strides[1:])])
+            src = self.low.dense(x, (channels,) + spatial)
+        else:
+            interior = view(qin, 0, [(in_size, 1)])
+            src = self.low.dense(x, (in_size,))
+        q_scale = view(scale, 0, [(n, 0) for n, _ in interior.dims]) if quant.input_scale is None else scale_op
+        e.emit("quant", interior, src, q_scale, float(lo), float(quant.input_max))
         # 2. ship the integers to each crossbar core of the layer
         cores = sorted({t.core for t in mapping.tiles})
         remote_in = {}
@@ -102,17 +117,26 @@ class CrossbarLowering:
         # 3. gather partial sums on the vector core, dequantise, add the bias
         e.core = self.low.vector_core
         acc = e.buffer(m * n_pos, dtype="i32")
-        e.emit("fill", view(acc, 0, [(m * n_pos, 1)]), 0.0)
         mg = m // (node.op.group if conv else 1)
-        for c, block, n_out in partials:
-            back = e.buffer(n_out * n_pos, dtype="i32")
-            e.emit("recv", view(back, 0, [(n_out * n_pos, 1)]), CoreRef(c))
-            ch0 = block.group * mg + block.out
+        ranges = [(block.group * mg + block.out, n_out) for _c, block, n_out in partials]
+        direct = _tiles_outputs(ranges, m)   # else zero the sums first and add every partial
+        if not direct:
+            e.emit("fill", view(acc, 0, [(m * n_pos, 1)]), 0.0)
+        seen = set()
+        for (c, _block, n_out), (ch0, _n) in zip(partials, ranges):
             if conv:  # acc and partials are [channel, position]
                 dst = view(acc, ch0 * n_pos, [(n_out, n_pos), (n_pos, 1)])
-                src = view(back, 0, [(n_out, n_pos), (n_pos, 1)])
             else:  # [row, output]
                 dst = view(acc, ch0, [(rows, m), (n_out, 1)])
+            if direct and (ch0, n_out) not in seen:   # the first partial of its outputs: received in place
+                seen.add((ch0, n_out))
+                e.emit("recv", dst, CoreRef(c))
+                continue
+            back = e.buffer(n_out * n_pos, dtype="i32")
+            e.emit("recv", view(back, 0, [(n_out * n_pos, 1)]), CoreRef(c))
+            if conv:
+                src = view(back, 0, [(n_out, n_pos), (n_pos, 1)])
+            else:
                 src = view(back, 0, [(rows, n_out), (n_out, 1)])
             e.emit("add", dst, dst, src)
         yb, yo = self.low.place(y)
@@ -170,3 +194,16 @@ class CrossbarLowering:
         with self.e.loop(stop - start) as r:
             self.e.emit("xmvm", view(part, affine(start * n_out, (r, n_out)), [(n_out, 1)]), weight(tile),
                         view(src_buf, affine(block.channel + start * k, (r, k)), [(block.channels, 1)]))
+
+
+def _tiles_outputs(ranges: list[tuple[int, int]], m: int) -> bool:
+    """Whether the blocks' output ranges (first output, count) are equal or disjoint and cover
+    all ``m`` outputs: then each range's first partial sum can be received into the sums as they
+    are (no zeroing, no add)."""
+    distinct = sorted(set(ranges))
+    end = 0
+    for start, count in distinct:
+        if start != end:
+            return False   # a gap or an overlap
+        end = start + count
+    return end == m
