@@ -36,6 +36,7 @@ CORE_ROLES = ("vector", "crossbar", "cam")  # the order in which cores are numbe
 class VectorCores:
     count: int
     precision: str
+    buffer_kib: float = 0.0   # local buffer of each core (0: not stated, not checked)
     kind: str = "vector"
 
 
@@ -55,6 +56,7 @@ class CrossbarCores:
     adc_bits: int
     cols_per_adc: int
     weight_scheme: str
+    buffer_kib: float = 0.0   # local buffer of each core (0: not stated, not checked)
     kind: str = "crossbar"
 
     @property
@@ -254,11 +256,12 @@ _FIELDS = {
                     "column_calibration": (bool, False), "calibration_inputs": (int, False),
                     "drift_compensation": (str, False), "inferences_per_round": (int, False)},
 }
-_VECTOR = {"kind": (str, True), "count": (int, True), "precision": (str, True)}
+_VECTOR = {"kind": (str, True), "count": (int, True), "precision": (str, True), "buffer_kib": (float, False)}
 _CROSSBAR = {"kind": (str, True), "count": (int, True), "technology": (str, True), "rows": (int, True),
              "cols": (int, True), "crossbars_per_core": (int, False), "cell_bits": (int, True),
              "weight_bits": (int, True), "input_bits": (int, True), "dac_bits": (int, True),
-             "adc_bits": (int, True), "cols_per_adc": (int, False), "weight_scheme": (str, False)}
+             "adc_bits": (int, True), "cols_per_adc": (int, False), "weight_scheme": (str, False),
+             "buffer_kib": (float, False)}
 
 _CAM = {"kind": (str, True), "count": (int, True), "technology": (str, True), "rows": (int, True),
         "cols": (int, True), "arrays_per_core": (int, False), "cell_bits": (int, True),
@@ -318,6 +321,12 @@ def _positive(origin: str, where: str, values: dict, *keys: str) -> None:
             raise TargetError(f"{origin}: field {where}.{key} = {values[key]} must be positive")
 
 
+def _buffer(origin: str, where: str, values: dict) -> None:
+    if values.get("buffer_kib", 0.0) < 0:
+        raise TargetError(f"{origin}: field {where}.buffer_kib = {values['buffer_kib']} must not be negative "
+                          "(0: not stated)")
+
+
 def parse_target(text: str, origin: str = "<target>") -> Target:
     try:
         doc = tomllib.loads(text)
@@ -353,7 +362,8 @@ def parse_target(text: str, origin: str = "<target>") -> Target:
         if kind == "vector":
             v = _table(origin, where, group, _VECTOR)
             _positive(origin, where, v, "count")
-            cores.append(VectorCores(v["count"], v["precision"]))
+            _buffer(origin, where, v)
+            cores.append(VectorCores(v["count"], v["precision"], v.get("buffer_kib", 0.0)))
         elif kind == "crossbar":
             v = _table(origin, where, group, _CROSSBAR)
             _positive(origin, where, v, "count", "rows", "cols", "crossbars_per_core", "cell_bits", "weight_bits",
@@ -365,10 +375,11 @@ def parse_target(text: str, origin: str = "<target>") -> Target:
                 raise TargetError(f"{origin}: {where}.weight_scheme = {scheme!r}; known: {', '.join(WEIGHT_SCHEMES)}")
             if v["dac_bits"] > v["input_bits"] or v["cell_bits"] > v["weight_bits"]:
                 raise TargetError(f"{origin}: {where}: dac_bits must not exceed input_bits, nor cell_bits weight_bits")
+            _buffer(origin, where, v)
             cores.append(CrossbarCores(v["count"], v["technology"], v["rows"], v["cols"],
                                        v.get("crossbars_per_core", 1), v["cell_bits"], v["weight_bits"],
                                        v["input_bits"], v["dac_bits"], v["adc_bits"], v.get("cols_per_adc", 1),
-                                       scheme))
+                                       scheme, v.get("buffer_kib", 0.0)))
         elif kind == "cam":
             v = _table(origin, where, group, _CAM)
             _positive(origin, where, v, "count", "rows", "cols", "arrays_per_core", "cell_bits",

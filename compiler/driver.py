@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 
 from nmc.backends.target import Target, load_target, with_fields
+from nmc.compiler.buffers import check_buffers
 from nmc.compiler.codegen.lower import generate
 from nmc.compiler.errors import CompileError, PassCrashed
 from nmc.compiler.frontend import import_onnx
@@ -101,6 +102,7 @@ def _compile_with(model, tgt: Target, passes: list[Pass], check: bool, batched, 
     program = generate(graph, tgt)                             # codegen: ISA for every core
     step("validate")
     validate(program)                                          # the program is well-formed
+    check_buffers(program, tgt)                                # and its buffers fit the cores
     step(None)
     return Compiled(program, graph, tgt)
 

@@ -24,6 +24,8 @@ def fmt_bytes(n: int) -> str:
 def compile_summary(model: str, out: Path, compiled, calibration: dict[str, np.ndarray] | None,
                     asm: str | None) -> str:
     """What ``nmc compile`` made: target, interface, layers, tiles, instructions, memory."""
+    from nmc.compiler.buffers import describe as describe_buffers   # compile only: run and report stay light
+
     program, target = compiled.program, compiled.target
     const_values = sum(c.size for c in program.consts.values())
     const_bytes = sum(np.asarray(program.data[c]).nbytes for c in program.consts)
@@ -47,6 +49,8 @@ def compile_summary(model: str, out: Path, compiled, calibration: dict[str, np.n
         "  buffers       " + ", ".join(f"{len(sizes)} {space} ({sum(sizes):,} values/sample)"
                                        for space, sizes in sorted(spaces.items(), reverse=True)),
     ]
+    if (need := describe_buffers(program, target)):
+        lines.append(f"  core buffers  {need}")
     if program.tiles:
         sources = sorted({t.adc_range_source.split(":")[0] for m in compiled.graph.mapping.values()
                           for t in m.tiles})
