@@ -8,8 +8,10 @@ one thread each), cluster start included, results to a new file; the two alterna
 speed-up is the median of the per-pair ratios, measured in one run. Each worker simulates with one
 thread (Dask sets OMP_NUM_THREADS=1 in its workers), so 1 worker is one core; the scheduler, the
 client and the results file share the cores with the workers. Measured 2026-12-02 on this
-2-core machine: 1 worker 50.5 s, 2 workers 30.4 s, 1.66×; about 4 s of each run is starting and
-stopping the cluster and importing nmc in the workers (with 8 chips a point: 20.8 s and 14.5 s).
+2-core machine: 1 worker 26.6 s, 2 workers 14.9 s, 1.81× (earlier the same day 1.63×, before the
+workers' profiler was turned off and results were taken in batches). Of a 2-worker run about 1.5 s
+is starting the cluster and importing nmc in the workers, which 1 worker pays too; a chip takes
+0.119 s in a lone worker and 0.131 s in each of two (the driver's scheduler takes ~9 % of a core).
 """
 from __future__ import annotations
 
