@@ -13,7 +13,9 @@ the grid is their cross product), times since programming and the number of prog
     partition = ["", "first_digital=true"]
 
 Each design point compiles once (a task of its own); each of its chips is a task that simulates
-every time from one programming. Rows — one per point × time × chip — carry the point's
+every time from one programming, or — when a point has fewer chips than the engine has worker
+threads — several tasks, each on a part of the inputs (``sample_parts``), whose figures
+``combine`` joins into the chip's rows. Rows — one per point × time × chip — carry the point's
 parameters, accuracy (with labels), output error and top-1 agreement against onnxruntime (run
 once, before the sweep), and the point's latency, throughput, energy, TOPS/W, area and crossbars.
 A point that fails (a model too big, a bad field) is one row with its error. Rows are written to
@@ -26,6 +28,7 @@ the inputs and each compiled program once per worker and reruns the tasks of a w
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -134,6 +137,15 @@ class Inputs:
     calibration: dict | None
     threads: int | None = None   # simulator threads per task: 1 where the engine runs tasks side by side
 
+    @property
+    def samples(self) -> int:
+        return len(next(iter(self.feeds.values())))
+
+    @functools.cached_property
+    def scale(self) -> list[float]:
+        """Per output, the largest |reference| (at least 1e-30): output errors are relative to it."""
+        return [max(float(np.abs(np.asarray(r, dtype=np.float64)).max()), 1e-30) for r in self.reference.values()]
+
 
 def compile_point(point: Point, inputs: Inputs):
     """The point's compiled program and its static figures, or the error that stopped it."""
@@ -157,35 +169,83 @@ def compile_point(point: Point, inputs: Inputs):
     return compiled, figures
 
 
-def simulate_trial(compiled_point, point: Point, trial: int, grid_times: tuple, seed: int, inputs: Inputs) -> list[dict]:
-    """Rows of one programmed chip (seed ``seed + trial``) at every time."""
+MIN_PART = 64   # samples: a part also programs its chip, so parts smaller than this cost more than they save
+
+
+def sample_parts(samples: int, chips: int, threads: int) -> list[tuple[int, int]]:
+    """The [start, stop) ranges of the inputs a point's chip tasks cover: the whole batch, unless
+    the point has fewer chips than there are worker threads; then each chip's inputs are cut into
+    enough parts (of at least ``MIN_PART`` samples) to keep every thread busy. A part programs
+    the same chip (its seed) and sees its samples' own read noise, so the rows do not change."""
+    n = max(1, min(-(-threads // max(chips, 1)), samples // MIN_PART))
+    return [(i * samples // n, (i + 1) * samples // n) for i in range(n)]
+
+
+def simulate_part(compiled_point, point: Point, trial: int, grid_times: tuple, seed: int,
+                  part: tuple[int, int], inputs: Inputs) -> dict:
+    """One programmed chip (seed ``seed + trial``) at every time on the inputs ``part`` [start,
+    stop): each time's partial figures (``combine`` makes rows of a chip's parts), or the rows of
+    a failed point. A program compiled for a fixed batch runs whole in the first part."""
     compiled, figures = compiled_point
     base = {"point": point.id, **point.params(), "trial": trial, "seed": seed + trial}
     if compiled is None:
-        return [{**base, "time_s": None, **figures}]
-    rows = []
+        return {"rows": [{**base, "time_s": None, **figures}]}
+    start, stop = part
+    if not compiled.program.batched:
+        if start:
+            return {"skip": True}
+        start, stop = 0, None
+    feeds = {name: value[start:stop] for name, value in inputs.feeds.items()}
+    times = []
     for t in grid_times:
-        out = compiled.run(inputs.feeds, time=t, seed=seed + trial, threads=inputs.threads)
-        rows.append({**base, "time_s": float(t), **_quality(out, inputs), **figures, "error": None})
+        out = compiled.run(feeds, time=t, seed=seed + trial, threads=inputs.threads, first_sample=start)
+        times.append(_partial_quality(out, inputs, start, stop))
+    return {"base": base, "figures": figures, "times": [float(t) for t in grid_times], "parts": times}
+
+
+def combine(results: list[dict], inputs: Inputs) -> list[dict]:
+    """The rows of one chip from its parts' results (the figures of a whole batch)."""
+    for r in results:
+        if "rows" in r:
+            return r["rows"]
+    results = [r for r in results if "skip" not in r]
+    first = results[0]
+    rows = []
+    for i, t in enumerate(first["times"]):
+        parts = [r["parts"][i] for r in results]
+        n = sum(q["n"] for q in parts)
+        row = {**first["base"], "time_s": t}
+        if inputs.labels is not None:
+            row["accuracy"] = sum(q["correct"] for q in parts) / n
+        row["output_error"] = max(max(q["diff"][k] for q in parts) / inputs.scale[k] for k in range(len(inputs.scale)))
+        agree = [sum(q["agree"][k] for q in parts) / n for k in range(len(first["parts"][i]["agree"]))]
+        row["top1_agreement"] = min(agree) if agree else None
+        rows.append({**row, **first["figures"], "error": None})
     return rows
 
 
-def _quality(out: dict, inputs: Inputs) -> dict:
-    row = {}
+def simulate_trial(compiled_point, point: Point, trial: int, grid_times: tuple, seed: int, inputs: Inputs) -> list[dict]:
+    """Rows of one programmed chip (seed ``seed + trial``) at every time, on all the inputs."""
+    whole = (0, inputs.samples)
+    return combine([simulate_part(compiled_point, point, trial, grid_times, seed, whole, inputs)], inputs)
+
+
+def _partial_quality(out: dict, inputs: Inputs, start: int, stop: int | None) -> dict:
+    """Counts and largest differences of one part, for ``combine``."""
     first = next(iter(inputs.reference))
+    part = {"n": len(np.asarray(inputs.reference[first])[start:stop])}
     if inputs.labels is not None:
-        row["accuracy"] = float(np.mean(np.asarray(out[first]).reshape(len(inputs.labels), -1).argmax(1)
-                                        == inputs.labels))
-    errors, agree = [], []
+        labels = inputs.labels[start:stop]
+        part["correct"] = int(np.sum(np.asarray(out[first]).reshape(len(labels), -1).argmax(1) == labels))
+    diff, agree = [], []
     for name, ref in inputs.reference.items():
         got = np.asarray(out[name], dtype=np.float64)
-        ref = np.asarray(ref, dtype=np.float64)
-        errors.append(float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30)))
+        ref = np.asarray(ref, dtype=np.float64)[start:stop]
+        diff.append(float(np.abs(got - ref).max()))
         if ref.ndim >= 2:
-            agree.append(float(np.mean(got.reshape(len(ref), -1).argmax(1) == ref.reshape(len(ref), -1).argmax(1))))
-    row["output_error"] = max(errors)
-    row["top1_agreement"] = min(agree) if agree else None
-    return row
+            agree.append(int(np.sum(got.reshape(len(ref), -1).argmax(1) == ref.reshape(len(ref), -1).argmax(1))))
+    part["diff"], part["agree"] = diff, agree
+    return part
 
 
 # ----------------------------------------------------------------------------- engines
@@ -206,9 +266,16 @@ class LocalEngine:
             return
         inputs = dataclasses.replace(inputs, threads=1)   # the processes share the cores
         compiled = self._map(inputs, [(compile_point, (p,)) for p in todo], lambda i, r: None)
-        tasks = [(simulate_trial, (compiled[i], p, trial, grid.times, grid.seed))
-                 for i, (p, trials) in enumerate(todo.items()) for trial in trials]
-        self._map(inputs, tasks, lambda i, rows: emit(rows))
+        chips = _Chips(inputs, emit)
+        tasks, keys = [], []
+        for i, (p, trials) in enumerate(todo.items()):
+            parts = sample_parts(inputs.samples, len(trials), self.workers)
+            for trial in trials:
+                chips.expect((p.id, trial), len(parts))
+                for part in parts:
+                    tasks.append((simulate_part, (compiled[i], p, trial, grid.times, grid.seed, part)))
+                    keys.append((p.id, trial))
+        self._map(inputs, tasks, lambda i, result: chips.add(keys[i], result))
 
     def _map(self, inputs: Inputs, tasks: list, done: Callable) -> list:
         import multiprocessing
@@ -231,6 +298,23 @@ class LocalEngine:
                     raise SweepError(f"sweep: worker processes died {self.retries + 1} times; "
                                      f"{len(tasks) - len(results)} task(s) not done") from None
         return [results[i] for i in range(len(tasks))]
+
+
+class _Chips:
+    """The parts of each chip as they come; its rows (``emit``) once all its parts are in."""
+
+    def __init__(self, inputs: Inputs, emit: Callable[[list[dict]], None]):
+        self.inputs, self.emit = inputs, emit
+        self.parts: dict[tuple, int] = {}
+        self.got: dict[tuple, list] = {}
+
+    def expect(self, key: tuple, parts: int) -> None:
+        self.parts[key], self.got[key] = parts, []
+
+    def add(self, key: tuple, result: dict) -> None:
+        self.got[key].append(result)
+        if len(self.got[key]) == self.parts[key]:
+            self.emit(combine(self.got.pop(key), self.inputs))
 
 
 _INPUTS: Inputs | None = None
@@ -281,17 +365,25 @@ class DaskEngine:
 
         client, cluster = self.client()
         try:
-            shared = client.scatter(dataclasses.replace(inputs, threads=1), broadcast=True)  # a task per worker thread
-            futures = []
+            inputs = dataclasses.replace(inputs, threads=1)   # a task per worker thread
+            shared = client.scatter(inputs, broadcast=True)
+            threads = sum(client.nthreads().values())
+            chips = _Chips(inputs, emit)
+            futures, keys = [], {}
             for point, trials in todo.items():
                 compiled = client.submit(compile_point, point, shared, key=f"compile-{point.id}",
                                          retries=self.retries)
-                futures += [client.submit(simulate_trial, compiled, point, trial, grid.times, grid.seed, shared,
-                                          key=f"chip-{point.id}-{trial}", retries=self.retries)
-                            for trial in trials]
+                parts = sample_parts(inputs.samples, len(trials), threads)
+                for trial in trials:
+                    chips.expect((point.id, trial), len(parts))
+                    for part in parts:
+                        future = client.submit(simulate_part, compiled, point, trial, grid.times, grid.seed, part,
+                                               shared, key=f"chip-{point.id}-{trial}-{part[0]}", retries=self.retries)
+                        futures.append(future)
+                        keys[future.key] = (point.id, trial)
             for batch in dask_completed(futures, with_results=True).batches():   # results as they come, in batches
-                for _future, rows in batch:
-                    emit(rows)
+                for future, result in batch:
+                    chips.add(keys[future.key], result)
         finally:
             client.close()
             if cluster is not None:

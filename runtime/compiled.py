@@ -63,14 +63,16 @@ class CompiledProgram:
 
     def run(self, inputs: np.ndarray | Mapping[str, np.ndarray], *, time: float | str = 0.0, seed: int = 0,
             noise: bool = True, drift_compensation: bool = True,
-            progress: Callable[..., None] | None = None, threads: int | None = None) -> Outputs:
+            progress: Callable[..., None] | None = None, threads: int | None = None,
+            first_sample: int = 0) -> Outputs:
         """Run on ``inputs`` (an array for a one-input program, else input name → array) at
         ``time`` since programming (seconds, or ``"1d"``-style); one programmed chip per ``seed``.
-        ``threads``: simulator threads (default one per processor); the outputs do not depend on it."""
+        ``threads``: simulator threads (default one per processor); the outputs do not depend on it.
+        ``first_sample``: where these inputs start in a larger batch run in parts (its read noise)."""
         options = SimOptions(time=parse_duration(time, "time"), seed=_seed(seed), noise=noise,
                              drift_compensation=drift_compensation)
         return Outputs(execute(self.program, self.feeds(inputs), self.target, options, progress=progress,
-                               workers=threads), options)
+                               workers=threads, first_sample=first_sample), options)
 
     def trials(self, inputs: np.ndarray | Mapping[str, np.ndarray], trials: int, *, times=(0.0,),
                seed: int = 0, noise: bool = True, drift_compensation: bool = True) -> Runs:

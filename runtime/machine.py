@@ -500,7 +500,7 @@ def chunk_size(program: Program, batch: int) -> int:
 def execute(program: Program, inputs: dict[str, np.ndarray], target: Target | None = None,
             options: SimOptions | None = None, validated: bool = False,
             progress: Callable[..., None] | None = None, chunk: int | None = None,
-            workers: int | None = None) -> dict[str, np.ndarray]:
+            workers: int | None = None, first_sample: int = 0) -> dict[str, np.ndarray]:
     """Run ``program`` on ``inputs`` (ONNX input name → array) and return its outputs by name.
 
     ``target`` describes the chip (default: the preset named by the program); ``options`` set
@@ -511,6 +511,8 @@ def execute(program: Program, inputs: dict[str, np.ndarray], target: Target | No
     The batch runs in chunks of ``chunk`` samples (default: ``chunk_size``), by ``workers``
     threads (default: one per processor), so memory stays bounded whatever the batch; the
     outputs do not depend on either (read noise is drawn per sample, ``runtime.noise``).
+    ``first_sample``: the index of the first input sample in a larger batch run in parts (a
+    part sees the noise those samples see in the whole batch).
     """
     if not validated:
         validate(program)
@@ -532,7 +534,7 @@ def execute(program: Program, inputs: dict[str, np.ndarray], target: Target | No
         with lock:
             machine = machines.pop() if machines else Machine(program, size, options=options, chip=chip)
         n = min(size, batch - first)
-        machine.start(first, n)
+        machine.start(first_sample + first, n)
         for buffer, values in feeds.items():
             machine.mem[buffer][...] = values[first:first + n]
         _run_streams(machine, report)

@@ -130,7 +130,7 @@ def _crash_once_plugin(marker: str):
         def setup(self, worker):
             import nmc.compiler.sweep as module
 
-            original = module.simulate_trial
+            original = module.simulate_part
 
             def crashing(*args, **kwargs):
                 if not os.path.exists(marker):
@@ -138,7 +138,7 @@ def _crash_once_plugin(marker: str):
                     os._exit(1)
                 return original(*args, **kwargs)
 
-            module.simulate_trial = crashing
+            module.simulate_part = crashing
 
     return CrashOnce()
 
@@ -162,6 +162,68 @@ def test_a_worker_that_dies_mid_sweep_has_its_task_rerun(tmp_path, data, embedde
     run = sweep(MODEL, grid, data[0], out, labels=data[1], engine=engine)
     assert marker.exists() and run.computed == 12
     pd.testing.assert_frame_equal(_frame(out), expected)
+
+
+def _record_parts_plugin(log: str):
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class RecordParts(WorkerPlugin):
+        """Each chip task appends the part of the inputs it ran to ``log``."""
+
+        def setup(self, worker):
+            import nmc.compiler.sweep as module
+
+            original = module.simulate_part
+
+            def recording(compiled, point, trial, times, seed, part, inputs):
+                with open(log, "a") as f:
+                    f.write(f"{point.id} {trial} {part[0]} {part[1]}\n")
+                return original(compiled, point, trial, times, seed, part, inputs)
+
+            module.simulate_part = recording
+
+    return RecordParts()
+
+
+def test_sample_parts_cut_the_inputs_only_when_chips_are_fewer_than_threads():
+    from nmc.compiler.sweep import MIN_PART, sample_parts
+
+    assert sample_parts(359, 3, 2) == [(0, 359)]                     # enough chips to keep 2 threads busy
+    assert sample_parts(359, 1, 2) == [(0, 179), (179, 359)]
+    assert sample_parts(359, 1, 8) == [(0, 71), (71, 143), (143, 215), (215, 287), (287, 359)]   # ≥ MIN_PART each
+    assert sample_parts(MIN_PART * 2 - 1, 1, 4) == [(0, MIN_PART * 2 - 1)]
+    assert sample_parts(1000, 3, 8) == [(0, 333), (333, 666), (666, 1000)]
+
+
+def test_one_chip_per_point_spreads_its_inputs_over_the_workers_with_the_same_rows(tmp_path, data, monkeypatch):
+    """A grid of one chip per point on 2 workers: each chip's 40 inputs run as two parts of 20
+    (each programs the chip of its seed and draws its samples' own noise), on the workers, and
+    the rows equal the in-process engine's, which runs them whole."""
+    import cloudpickle
+
+    import nmc.compiler.sweep as module
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    grid = _grid(tmp_path, 'targets = ["pcm", "rram"]\ntimes = ["1h", "1d"]\ntrials = 1\nseed = 2\n')
+    whole = tmp_path / "whole.parquet"
+    sweep(MODEL, grid, data[0], whole, labels=data[1], engine=LocalEngine(0))
+    monkeypatch.setattr(module, "MIN_PART", 8)
+    log = tmp_path / "parts.log"
+    engine = DaskEngine(workers=2)
+    real_client = engine.client
+
+    def client():
+        c, cluster = real_client()
+        c.register_plugin(_record_parts_plugin(str(log)), name="record-parts")
+        return c, cluster
+
+    monkeypatch.setattr(engine, "client", client)
+    out = tmp_path / "parts.parquet"
+    run = sweep(MODEL, grid, data[0], out, labels=data[1], engine=engine)
+    assert run.computed == 2
+    assert sorted(line.split()[2:] for line in log.read_text().splitlines()) == [["0", "20"]] * 2 + [["20", "40"]] * 2
+    pd.testing.assert_frame_equal(_frame(out), _frame(whole))
+    assert _frame(out)["accuracy"].between(0.5, 1).all()
 
 
 @pytest.mark.parametrize("text,message", [
