@@ -69,12 +69,7 @@ class CrossbarLowering:
         if conv:   # quantised into the interior of the padded integer input; only its border is zeroed
             shape = (channels,) + p_spatial
             strides = strides_of(shape)
-            for axis in range(rank):
-                for start, count in ((0, begins[axis]), (begins[axis] + spatial[axis], ends[axis])):
-                    if count:
-                        dims = [(n, st) for n, st in zip(shape, strides)]
-                        dims[1 + axis] = (count, strides[1 + axis])
-                        e.emit("fill", view(qin, start * strides[1 + axis], dims), 0.0)
+            self.low.fill_border(qin, shape, 1, begins, spatial, 0.0)
             interior = view(qin, sum(b * st for b, st in zip(begins, strides[1:])),
                             [(channels, strides[0])] + [(n, st) for n, st in zip(spatial, strides[1:])])
             src = self.low.dense(x, (channels,) + spatial)

@@ -128,6 +128,19 @@ class Lowering:
         dims += [(shape[-2], strides[-2]), (shape[-1], strides[-1])]
         return view(buf, off, dims)
 
+    def fill_border(self, buf: str, shape: tuple[int, ...], first: int, begins, inner, value: float) -> None:
+        """Set the padding of ``buf`` (``shape``; axes from ``first`` on are padded, ``begins``
+        before and ``inner`` elements of data each) to ``value``: one fill per padded side, so
+        the data the interior receives is written once (corners are filled twice)."""
+        strides = strides_of(shape)
+        for axis in range(len(inner)):
+            a = first + axis
+            for start, count in ((0, begins[axis]), (begins[axis] + inner[axis], shape[a] - begins[axis] - inner[axis])):
+                if count:
+                    dims = [(n, st) for n, st in zip(shape, strides)]
+                    dims[a] = (count, strides[a])
+                    self.e.emit("fill", view(buf, start * strides[a], dims), value)
+
     def _padded(self, x: str, begins, ends, fill: float):
         """``x`` [N, C, *S] with its spatial axes padded (a copy only if there is padding);
         returns (buffer, offset, padded spatial shape)."""
@@ -140,7 +153,7 @@ class Lowering:
         full = lead + padded
         pbuf = self.e.buffer(int(np.prod(full)))
         pstr = strides_of(full)
-        self.e.emit("fill", view(pbuf, 0, [(int(np.prod(full)), 1)]), fill)
+        self.fill_border(pbuf, full, 2, begins, spatial, fill)
         interior = view(pbuf, sum(b * st for b, st in zip(begins, pstr[2:])),
                         [(lead[0], pstr[0]), (lead[1], pstr[1])] + [(s, st) for s, st in zip(spatial, pstr[2:])])
         self.e.emit("mov", interior, self.dense(x))
