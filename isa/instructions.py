@@ -61,11 +61,12 @@ class OpSpec:
     shape: str = "same"
     cost: str = "vector"
     dtypes: tuple[str | None, ...] | None = None
+    reads_dst: bool = False   # dst is also an input (the instruction adds onto it)
 
 
-def _spec(name, operands, unit, summary, semantics, shape="same", cost="vector", dtypes=None):
+def _spec(name, operands, unit, summary, semantics, shape="same", cost="vector", dtypes=None, reads_dst=False):
     return OpSpec(name, tuple(operands.split()), unit, summary, semantics, shape, cost,
-                  None if dtypes is None else tuple(None if d == "*" else d for d in dtypes.split()))
+                  None if dtypes is None else tuple(None if d == "*" else d for d in dtypes.split()), reads_dst)
 
 
 _SPECIAL, _MUL, _OP = "vector_special", "vector_mul", "vector"
@@ -164,7 +165,7 @@ for _s in (
           "matched row's leaf from leaf memory and the adder accumulates them per target; operands "
           "match (f32 [R]) and leaves (f32 [R, T] constant); dst f32 [T]. The immediate is the number of "
           "matches a search yields without device errors (the trees with rows in this block), for timing",
-          shape="cleaf", cost="cam_leaf", dtypes="f32 f32 f32 *"),
+          shape="cleaf", cost="cam_leaf", dtypes="f32 f32 f32 *", reads_dst=True),
     _spec("cleafmin", "dst src src imm", "cam", "read the leaves of matched rows and keep the smallest",
           "dst[t] = min over rows r with match[r] = 1 and leaves[r, t] not NaN of leaves[r, t], or the largest "
           "float32 where there is none: cleaf with a reduction network of comparators (the MIN aggregate of "

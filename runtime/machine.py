@@ -91,6 +91,54 @@ class Order:
                      tuple(dims[j][0] for j in order), tuple(new_dims) + (1,), tuple(new_iters), indices)
 
 
+def written_first(program: Program) -> frozenset[str]:
+    """Core-local buffers whose first access in their core's stream writes every element and
+    reads none (an instruction, or a loop whose body touches the buffer only there): a chunk
+    that reuses memory need not zero them, since no sample can see what the last one left."""
+    safe = set()
+    for stream in program.cores.values():
+        seen: set[str] = set()
+        for s in stream:
+            writes: list = []
+            reads: list = []
+            _accesses(s, (), writes, reads)
+            for buf in {v.buffer for v, _ in writes + reads} - seen:
+                seen.add(buf)
+                mine = [(v, it) for v, it in writes if v.buffer == buf]
+                b = program.buffers.get(buf)
+                if b is not None and b.space != "global" and len(mine) == 1 and \
+                        not any(v.buffer == buf for v, _ in reads) and _covers(*mine[0], b.size):
+                    safe.add(buf)
+    return frozenset(safe)
+
+
+def _accesses(s, loops: tuple, writes: list, reads: list) -> None:
+    """The views statement ``s`` writes and reads, each with its enclosing loops (var, count)."""
+    if isinstance(s, Loop):
+        for inner in s.body:
+            _accesses(inner, loops + ((s.var, s.count),), writes, reads)
+        return
+    for kind, op in zip(s.spec.operands, s.operands):
+        if isinstance(op, View):
+            (writes if kind == "dst" else reads).append((op, loops))
+            if kind == "dst" and s.spec.reads_dst:
+                reads.append((op, loops))
+
+
+def _covers(v: View, loops: tuple, size: int) -> bool:
+    """Whether ``v`` over its loops' iterations writes elements 0 .. size − 1 once each."""
+    if v.offset.const != 0 or any(var not in {name for name, _ in loops} for var, _ in v.offset.terms):
+        return False
+    pairs = [(stride, n) for n, stride in v.dims] + [(v.offset.coef(var), count) for var, count in loops]
+    pairs = sorted((st, n) for st, n in pairs if n > 1)
+    expected = 1
+    for stride, n in pairs:
+        if stride != expected:
+            return False
+        expected *= n
+    return expected == size
+
+
 class Chip:
     """What stays programmed for a whole run, shared by the chunks of the batch: crossbar tiles
     (programming noise drawn once per tile) and CAM blocks (programmed on their first search)."""
@@ -107,6 +155,7 @@ class Chip:
                        for name, c in program.consts.items()}
         self.weights = {name: np.ascontiguousarray(program.data[name], dtype=np.float32)
                         for name, c in program.consts.items() if c.dtype == "f32"}
+        self.written_first = written_first(program)   # buffers a reused chunk need not zero
 
     @property
     def target(self) -> Target:
@@ -182,9 +231,10 @@ class Machine:
     def start(self, first: int, batch: int) -> None:
         """Reuse this memory for the chunk of ``batch`` samples from ``first`` (at most as many
         as it was made for)."""
-        if self.used:
-            for arr in self.mem.values():
-                arr.fill(0)
+        if self.used:   # memory of an earlier chunk: zero what a sample could read before writing
+            for name, arr in self.mem.items():
+                if name not in self.chip.written_first:
+                    arr.fill(0)
         if batch != self.batch:
             self.mem = {name: arr[:batch] for name, arr in self.mem.items()}
         self.used = True
