@@ -52,6 +52,9 @@ class CompiledProgram:
     program: Program
     target: Target
     attachments: dict[str, str] = field(default_factory=dict)
+    # the program object the last run validated: later runs of the same object skip validation
+    # (~1 ms for a small MLP); assigning another program validates again
+    _validated: Program | None = field(default=None, repr=False, compare=False)
 
     @property
     def input_names(self) -> list[str]:
@@ -71,8 +74,11 @@ class CompiledProgram:
         ``first_sample``: where these inputs start in a larger batch run in parts (its read noise)."""
         options = SimOptions(time=parse_duration(time, "time"), seed=_seed(seed), noise=noise,
                              drift_compensation=drift_compensation)
-        return Outputs(execute(self.program, self.feeds(inputs), self.target, options, progress=progress,
-                               workers=threads, first_sample=first_sample), options)
+        program = self.program
+        out = execute(program, self.feeds(inputs), self.target, options, progress=progress, workers=threads,
+                      first_sample=first_sample, validated=program is self._validated)
+        self._validated = program
+        return Outputs(out, options)
 
     def trials(self, inputs: np.ndarray | Mapping[str, np.ndarray], trials: int, *, times=(0.0,),
                seed: int = 0, noise: bool = True, drift_compensation: bool = True) -> Runs:
