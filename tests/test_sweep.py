@@ -120,6 +120,20 @@ def test_a_failed_point_is_a_row_with_its_error(tmp_path, data):
     assert rerun.computed == 0                       # a failed point is not tried again
 
 
+def _engine_with(plugin, monkeypatch) -> DaskEngine:
+    """A 2-worker LocalCluster engine whose workers run ``plugin`` (registered at start)."""
+    engine = DaskEngine(workers=2)
+    real_client = engine.client
+
+    def client():
+        c, cluster = real_client()
+        c.register_plugin(plugin, name=type(plugin).__name__)
+        return c, cluster
+
+    monkeypatch.setattr(engine, "client", client)
+    return engine
+
+
 def _crash_once_plugin(marker: str):
     from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -149,15 +163,7 @@ def test_a_worker_that_dies_mid_sweep_has_its_task_rerun(tmp_path, data, embedde
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     grid, expected = embedded
     marker = tmp_path / "crashed"
-    engine = DaskEngine(workers=2)
-    real_client = engine.client
-
-    def client():
-        c, cluster = real_client()
-        c.register_plugin(_crash_once_plugin(str(marker)), name="crash-once")
-        return c, cluster
-
-    monkeypatch.setattr(engine, "client", client)
+    engine = _engine_with(_crash_once_plugin(str(marker)), monkeypatch)
     out = tmp_path / "crash.parquet"
     run = sweep(MODEL, grid, data[0], out, labels=data[1], engine=engine)
     assert marker.exists() and run.computed == 12
@@ -209,15 +215,7 @@ def test_one_chip_per_point_spreads_its_inputs_over_the_workers_with_the_same_ro
     sweep(MODEL, grid, data[0], whole, labels=data[1], engine=LocalEngine(0))
     monkeypatch.setattr(module, "MIN_PART", 8)
     log = tmp_path / "parts.log"
-    engine = DaskEngine(workers=2)
-    real_client = engine.client
-
-    def client():
-        c, cluster = real_client()
-        c.register_plugin(_record_parts_plugin(str(log)), name="record-parts")
-        return c, cluster
-
-    monkeypatch.setattr(engine, "client", client)
+    engine = _engine_with(_record_parts_plugin(str(log)), monkeypatch)
     out = tmp_path / "parts.parquet"
     run = sweep(MODEL, grid, data[0], out, labels=data[1], engine=engine)
     assert run.computed == 2
