@@ -7,11 +7,12 @@ is configured in ``[device]``. Every bad field is reported by its dotted name.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from nmc.backends import devices
+from nmc.backends import devices, scaling
 from nmc.backends.costs import COST_FIELDS, Costs
 from nmc.isa.errors import NmcError
 
@@ -184,6 +185,8 @@ class Target:
     overflow: str = "error" # [chip] overflow: beyond ``chips`` chips, "error" or "reprogram"
     mapping: str = "latency"  # [chip] mapping: "throughput" replicates the layers that bound the pipeline,
     # "dense" stacks blocks on the free rows of crossbars already used (fewer crossbars, reads serialised)
+    node_nm: float = 0.0    # [chip] node_nm, supply_v: process node and supply (0: not stated; the
+    supply_v: float = 0.0   # digital energies keep their sources' own, Horowitz's 45 nm at 0.9 V)
 
     def _count(self, group) -> int:
         """Cores of a group in the whole system: crossbar cores on every chip, the rest once
@@ -243,7 +246,7 @@ class Target:
 
 _FIELDS = {
     "chip": {"name": (str, True), "summary": (str, True), "clock_ghz": (float, True), "chips": (int, False),
-             "overflow": (str, False), "mapping": (str, False)},
+             "overflow": (str, False), "mapping": (str, False), "node_nm": (float, False), "supply_v": (float, False)},
     "verify": {"rtol": (float, True), "min_top1_agreement": (float, True)},
     "device": {"model": (str, True), "g_max": (float, False), "levels": (int, False),
                "stuck_on_rate": (float, False), "stuck_off_rate": (float, False), "read_noise": (bool, False),
@@ -319,6 +322,27 @@ def _positive(origin: str, where: str, values: dict, *keys: str) -> None:
     for key in keys:
         if key in values and values[key] <= 0:
             raise TargetError(f"{origin}: field {where}.{key} = {values[key]} must be positive")
+
+
+# [costs] fields whose defaults are Horowitz's 45-nm, 0.9-V energies: with [chip] node_nm and
+# supply_v they scale to that node and supply (backends/scaling.py) unless the file sets them
+HOROWITZ_COSTS = ("vector_op_pj", "vector_mul_pj", "vector_int_op_pj", "digital_mac_pj")
+
+
+def _scale_digital(origin: str, chip: dict, cost_values: dict) -> None:
+    node, supply = chip.get("node_nm"), chip.get("supply_v")
+    if node is None and supply is None:
+        return
+    if node is None or supply is None:
+        raise TargetError(f"{origin}: chip.node_nm and chip.supply_v go together (the digital energies scale "
+                          "with both)")
+    defaults = {f.name: f.default for f in dataclasses.fields(Costs)}
+    try:
+        for key in HOROWITZ_COSTS:
+            if key not in cost_values:
+                cost_values[key] = scaling.scale_energy(defaults[key], scaling.HOROWITZ, (node, supply))
+    except scaling.ScalingError as e:
+        raise TargetError(f"{origin}: chip.node_nm = {node:g}, chip.supply_v = {supply:g}: {e}") from None
 
 
 def _buffer(origin: str, where: str, values: dict) -> None:
@@ -419,6 +443,7 @@ def parse_target(text: str, origin: str = "<target>") -> Target:
         if key in cost_values and cost_values[key] == 0:
             raise TargetError(f"{origin}: field costs.{key} must be positive")
     chip, verify = sections["chip"], sections["verify"]
+    _scale_digital(origin, chip, cost_values)
     if chip.get("chips", 0) < 0:
         raise TargetError(f"{origin}: field chip.chips = {chip['chips']} must not be negative (0: as many as needed)")
     if chip.get("overflow", "error") not in OVERFLOWS:
@@ -427,7 +452,8 @@ def parse_target(text: str, origin: str = "<target>") -> Target:
         raise TargetError(f"{origin}: chip.mapping = {chip['mapping']!r}; known: {', '.join(MAPPINGS)}")
     return Target(chip["name"], chip["summary"], chip["clock_ghz"], verify["rtol"], verify["min_top1_agreement"],
                   tuple(cores), Device(**dev), text, Costs(**cost_values), _programming(origin, doc),
-                  chip.get("chips", 0), chip.get("overflow", "error"), chip.get("mapping", "latency"))
+                  chip.get("chips", 0), chip.get("overflow", "error"), chip.get("mapping", "latency"),
+                  chip.get("node_nm", 0.0), chip.get("supply_v", 0.0))
 
 
 def _programming(origin: str, doc: dict) -> Programming:
