@@ -14,6 +14,12 @@ class Costs:
     # crossbar array -------------------------------------------------------------
     array_read_ns: float = 100.0          # one analog read of a whole array (PUMA: 128×128 MVM 100 ns)
     array_cell_read_pj: float = 0.03      # V²·G·t: 0.55 V, 10 ns, 100 kΩ → 30 fJ per cell and read
+    # with read_v > 0 a cell's read energy is V²·G·t from the read voltage, the cell's mean conductance
+    # (cell_g_us; 0: half the device model's g_max, the mean of uniformly spread levels) and the pulse
+    # (pulse-width inputs: the mean pulse of uniformly spread input levels, dac_ns_per_level·(2^b − 1)/2;
+    # otherwise the read, array_read_ns), instead of array_cell_read_pj
+    read_v: float = 0.0
+    cell_g_us: float = 0.0
     dac_pj: float = 0.0039                # ISAAC 1-bit DAC 3.9 µW, for 1 ns
     dac_ns_per_level: float = 0.0         # pulse-width inputs: a read lasts this much longer per input level
     # one ADC conversion of b bits: adc_ns + adc_ns_per_bit·b + adc_ns_per_level·2^b (SAR: per bit;
@@ -61,6 +67,17 @@ class Costs:
     def read_ns(self, input_bits_per_read: int) -> float:
         """One analog read: settling plus, for pulse-width inputs, one step per input level."""
         return self.array_read_ns + self.dac_ns_per_level * ((1 << input_bits_per_read) - 1)
+
+    def cell_read_pj(self, input_bits_per_read: int, g_us: float) -> float:
+        """Energy of one cell in one read: V²·G·t when ``read_v`` is set (G in µS, t in ns:
+        1e-3 pJ per V²·µS·ns), else ``array_cell_read_pj``."""
+        if self.read_v <= 0:
+            return self.array_cell_read_pj
+        if self.dac_ns_per_level > 0:
+            pulse_ns = self.dac_ns_per_level * ((1 << input_bits_per_read) - 1) / 2
+        else:
+            pulse_ns = self.array_read_ns
+        return self.read_v ** 2 * g_us * pulse_ns * 1e-3
 
     def adc_conversion_ns(self, bits: int) -> float:
         return self.adc_ns + self.adc_ns_per_bit * bits + self.adc_ns_per_level * (1 << bits)

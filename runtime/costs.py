@@ -12,6 +12,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from nmc.backends.devices import device_model
 from nmc.backends.target import CrossbarCores, Target
 from nmc.backends.tile_arithmetic import TileArithmetic
 from nmc.isa.errors import NmcError
@@ -70,6 +71,7 @@ class CostModel:
         self.xb: CrossbarCores | None = target.crossbar
         self.layer_names = {layer.index: layer.name for layer in program.layers}
         self.port_buffers = {q.buffer for q in program.inputs + program.outputs}
+        self.cell_g_us = self.c.cell_g_us or (0.5 * device_model(target.device).g_max if self.c.read_v > 0 else 0.0)
 
     def ns(self, ns: float) -> float:
         return ns * self.ghz
@@ -177,7 +179,7 @@ class CostModel:
         cost.busy[unit] = s["reads"] * step
         cost.busy[Unit("adc", s["tile"])] = s["reads"] * t_adc
         # every copy of a weight is a driven row (its cells read, its DAC held)
-        cost.energy["array"] = s["reads"] * s["rows"] * s["cols"] * c.array_cell_read_pj
+        cost.energy["array"] = s["reads"] * s["rows"] * s["cols"] * c.cell_read_pj(s["bits_per_read"], self.cell_g_us)
         cost.energy["dac"] = s["reads"] * s["rows"] * c.dac_pj
         cost.energy["adc"] = s["reads"] * s["conversions"] * c.adc_conversion_pj(xb.adc_bits)
         cost.energy["shift_add"] = s["reads"] * s["conversions"] * c.shift_add_pj
