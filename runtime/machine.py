@@ -325,24 +325,32 @@ class Machine:
         dst[...] = out.reshape(dst.shape)
 
     def _mvm_channel_major(self, dst_v: View, w: WeightRef, src_v: View, iters) -> bool:
-        """A 1×1 convolution over channel-major buffers: per sample, the source is a [K, positions]
-        matrix and the destination an [N, positions] one, so the product is one GEMM on the
-        buffers as they are (no gathered copy, no transposed write)."""
+        """A convolution written channel-major: per sample the destination is an [N, positions]
+        matrix, so the product is W [N, K] times the source as a [K, positions] matrix. A 1×1
+        convolution over a channel-major buffer is that matrix already (no copy); a window over
+        too few channels to gather channel-minor (``Order``) is gathered kernel-major — every
+        window element for all positions, a long run per copy — and the weights keep their order."""
         if src_v.buffer not in self.mem:
             return False
         per = int(np.prod([i.count for i in iters], dtype=np.int64))
         out = _channel_major(self.view(dst_v, iters), per)
         if out is None:
             return False
-        src = self.view(src_v, iters)   # [batch, iterations..., K, 1...]
-        inner = [j for j in range(1 + len(iters), src.ndim) if src.shape[j] > 1]
-        if len(inner) > 1:
-            return False
-        moved = src.reshape(src.shape[:1 + len(iters)] + (-1,)) if not inner else \
-            np.moveaxis(src, inner[0], -1).reshape(src.shape[:1 + len(iters)] + (src.shape[inner[0]],))
-        block = _channel_major(moved, per)
+        src = self.view(src_v, iters)   # [batch, iterations..., window...]
+        lead = 1 + len(iters)
+        inner = [j for j in range(lead, src.ndim) if src.shape[j] > 1]
+        block = None
+        if len(inner) <= 1:
+            moved = src.reshape(src.shape[:lead] + (-1,)) if not inner else \
+                np.moveaxis(src, inner[0], -1).reshape(src.shape[:lead] + (src.shape[inner[0]],))
+            block = _channel_major(moved, per)
         if block is None:
-            return False
+            run = src.shape[lead - 1] if lead > 1 and src.strides[lead - 1] == src.itemsize else 1
+            if run < KERNEL_MAJOR_RUN and per < KERNEL_MAJOR_POSITIONS and self._order(src_v, iters) is not None:
+                return False   # a few short rows of positions: gathering channel-minor (channel vectors) copies faster
+            # [batch, window..., iterations...]: every window element for a row of positions at a time
+            axes = (0,) + tuple(range(lead, src.ndim)) + tuple(range(1, lead))
+            block = np.ascontiguousarray(src.transpose(axes)).reshape(self.batch, src_v.size, per)
         np.matmul(self.weights[w.name], block, out=out)
         return True
 
@@ -559,6 +567,12 @@ def _run_statement(machine: Machine, core: int, s, mail: dict, syncs: dict, boun
         machine.run_block((s,))
     else:
         machine.execute(s)
+
+
+# a window gathers kernel-major (rows of positions) rather than channel-minor when a row of positions
+# is at least this long or a sample has at least this many (measured: digits CNN, ResNet-50)
+KERNEL_MAJOR_RUN = 8
+KERNEL_MAJOR_POSITIONS = 32
 
 
 def _channel_major(dst: np.ndarray, per: int) -> np.ndarray | None:
