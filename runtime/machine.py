@@ -305,54 +305,50 @@ class Machine:
         dst[...] = np.rint(out).reshape(dst.shape)
 
     def _mvm(self, dst_v: View, w: WeightRef, src_v: View, iters) -> None:
-        if w.index is None and self._mvm_channel_major(dst_v, w, src_v, iters):
+        dst = self.view(dst_v, iters)
+        # a convolution written channel-major: per sample an [N, positions] block, computed in place
+        # as W [N, K] times the source as a [K, positions] matrix
+        per = int(np.prod([i.count for i in iters], dtype=np.int64))
+        out = _channel_major(dst, per) if w.index is None else None
+        if out is not None and (block := self._positions_minor(src_v, iters, per)) is not None:
+            np.matmul(self.weights[w.name], block, out=out)
             return
         rows, order = self.gathered(src_v, iters)
         mats = self.weight(w, iters)  # [N, K], or [iterations..., N, K]
         if order is not None:
             mats = self.chip.reordered_weights(w.name, order) if w.index is None else np.take(mats, order.indices, -1)
-        dst = self.view(dst_v, iters)
+        if out is not None:
+            np.matmul(mats, rows.reshape(self.batch, per, -1).transpose(0, 2, 1), out=out)
+            return
         if w.index is None:
-            per = rows.shape[0] // self.batch
-            block = _channel_major(dst, per)
-            if block is not None:   # per sample an [N, positions] block (a convolution): computed in place
-                np.matmul(mats, rows.reshape(self.batch, per, -1).transpose(0, 2, 1), out=block)
-                return
             out = rows @ mats.T
         else:
             src = rows.reshape((self.batch,) + tuple(i.count for i in iters) + (-1,))
             out = np.matmul(mats[None], src[..., None])[..., 0]
         dst[...] = out.reshape(dst.shape)
 
-    def _mvm_channel_major(self, dst_v: View, w: WeightRef, src_v: View, iters) -> bool:
-        """A convolution written channel-major: per sample the destination is an [N, positions]
-        matrix, so the product is W [N, K] times the source as a [K, positions] matrix. A 1×1
-        convolution over a channel-major buffer is that matrix already (no copy); a window over
-        too few channels to gather channel-minor (``Order``) is gathered kernel-major — every
-        window element for all positions, a long run per copy — and the weights keep their order."""
+    def _positions_minor(self, src_v: View, iters, per: int) -> np.ndarray | None:
+        """The source of a convolution as [batch, K, positions] in the weights' own K order, or
+        None where gathering it channel-minor (``gathered``) copies faster. A 1×1 convolution
+        over a channel-major buffer is that matrix already (no copy); other windows are gathered
+        kernel-major — every window element for a row of positions at a time — when the rows
+        are long or the positions many, or when there are too few channels for ``Order``."""
         if src_v.buffer not in self.mem:
-            return False
-        per = int(np.prod([i.count for i in iters], dtype=np.int64))
-        out = _channel_major(self.view(dst_v, iters), per)
-        if out is None:
-            return False
+            return None
         src = self.view(src_v, iters)   # [batch, iterations..., window...]
         lead = 1 + len(iters)
         inner = [j for j in range(lead, src.ndim) if src.shape[j] > 1]
-        block = None
         if len(inner) <= 1:
             moved = src.reshape(src.shape[:lead] + (-1,)) if not inner else \
                 np.moveaxis(src, inner[0], -1).reshape(src.shape[:lead] + (src.shape[inner[0]],))
             block = _channel_major(moved, per)
-        if block is None:
-            run = src.shape[lead - 1] if lead > 1 and src.strides[lead - 1] == src.itemsize else 1
-            if run < KERNEL_MAJOR_RUN and per < KERNEL_MAJOR_POSITIONS and self._order(src_v, iters) is not None:
-                return False   # a few short rows of positions: gathering channel-minor (channel vectors) copies faster
-            # [batch, window..., iterations...]: every window element for a row of positions at a time
-            axes = (0,) + tuple(range(lead, src.ndim)) + tuple(range(1, lead))
-            block = np.ascontiguousarray(src.transpose(axes)).reshape(self.batch, src_v.size, per)
-        np.matmul(self.weights[w.name], block, out=out)
-        return True
+            if block is not None:
+                return block
+        run = src.shape[lead - 1] if lead > 1 and src.strides[lead - 1] == src.itemsize else 1
+        if run < KERNEL_MAJOR_RUN and per < KERNEL_MAJOR_POSITIONS and self._order(src_v, iters) is not None:
+            return None
+        axes = (0,) + tuple(range(lead, src.ndim)) + tuple(range(1, lead))
+        return np.ascontiguousarray(src.transpose(axes)).reshape(self.batch, src_v.size, per)
 
     def gathered(self, v: View, iters: tuple[_Iter, ...]) -> tuple[np.ndarray, "Order | None"]:
         """The elements of ``v`` for every sample and iteration as one contiguous ``[rows, K]``

@@ -38,6 +38,7 @@ def _program(body: str):
     ("    mov c[0; 2:2, 2:1], a[0; 2:2, 2:1]\n", {"a", "c"}),                              # two dims, dense
     ("    mov c[0; 2:1, 2:2], a[0; 2:2, 2:1]\n", {"a", "c"}),                              # transposed, dense
     ("    mov c[0; 2:2], a[0; 2:1]\n", {"a"}),                                             # every other element
+    ("    mov c[0; 2:1, 2:1], a[0; 2:2, 2:1]\n", {"a"}),                                  # elements 0, 1 twice
     ("    loop %i, 4 {\n        mov c[0 + 1*%i; 1:1], a[0 + 1*%i; 1:1]\n    }\n", {"a", "c"}),  # a loop covers it
     ("    loop %i, 4 {\n        mov c[0 + 1*%i; 1:1], a[0 + 1*%i; 1:1]\n"
      "        add b[0; 1:1], c[3; 1:1], a[0; 1:1]\n    }\n    mov c[0; 4:1], b[0; 4:1]\n", {"a"}),  # c read in the loop

@@ -67,11 +67,7 @@ class CrossbarLowering:
         lo = -quant.input_max if quant.input_signed else 0
         qin = e.buffer(in_size, dtype="i32")
         if conv:   # quantised into the interior of the padded integer input; only its border is zeroed
-            shape = (channels,) + p_spatial
-            strides = strides_of(shape)
-            self.low.fill_border(qin, shape, 1, begins, spatial, 0.0)
-            interior = view(qin, sum(b * st for b, st in zip(begins, strides[1:])),
-                            [(channels, strides[0])] + [(n, st) for n, st in zip(spatial, strides[1:])])
+            interior = self.low.pad(qin, (channels,) + p_spatial, 1, begins, spatial, 0.0)
             src = self.low.dense(x, (channels,) + spatial)
         else:
             interior = view(qin, 0, [(in_size, 1)])
@@ -113,17 +109,14 @@ class CrossbarLowering:
         e.core = self.low.vector_core
         acc = e.buffer(m * n_pos, dtype="i32")
         mg = m // (node.op.group if conv else 1)
-        ranges = [(block.group * mg + block.out, n_out) for _c, block, n_out in partials]
-        direct = _tiles_outputs(ranges, m)   # else zero the sums first and add every partial
-        if not direct:
-            e.emit("fill", view(acc, 0, [(m * n_pos, 1)]), 0.0)
-        seen = set()
-        for (c, _block, n_out), (ch0, _n) in zip(partials, ranges):
+        seen = set()   # output ranges already received: blocks tile the outputs (equal or disjoint ranges)
+        for c, block, n_out in partials:
+            ch0 = block.group * mg + block.out
             if conv:  # acc and partials are [channel, position]
                 dst = view(acc, ch0 * n_pos, [(n_out, n_pos), (n_pos, 1)])
             else:  # [row, output]
                 dst = view(acc, ch0, [(rows, m), (n_out, 1)])
-            if direct and (ch0, n_out) not in seen:   # the first partial of its outputs: received in place
+            if (ch0, n_out) not in seen:   # the first partial of its outputs: received in place
                 seen.add((ch0, n_out))
                 e.emit("recv", dst, CoreRef(c))
                 continue
@@ -190,15 +183,3 @@ class CrossbarLowering:
             self.e.emit("xmvm", view(part, affine(start * n_out, (r, n_out)), [(n_out, 1)]), weight(tile),
                         view(src_buf, affine(block.channel + start * k, (r, k)), [(block.channels, 1)]))
 
-
-def _tiles_outputs(ranges: list[tuple[int, int]], m: int) -> bool:
-    """Whether the blocks' output ranges (first output, count) are equal or disjoint and cover
-    all ``m`` outputs: then each range's first partial sum can be received into the sums as they
-    are (no zeroing, no add)."""
-    distinct = sorted(set(ranges))
-    end = 0
-    for start, count in distinct:
-        if start != end:
-            return False   # a gap or an overlap
-        end = start + count
-    return end == m

@@ -128,10 +128,11 @@ class Lowering:
         dims += [(shape[-2], strides[-2]), (shape[-1], strides[-1])]
         return view(buf, off, dims)
 
-    def fill_border(self, buf: str, shape: tuple[int, ...], first: int, begins, inner, value: float) -> None:
+    def pad(self, buf: str, shape: tuple[int, ...], first: int, begins, inner, value: float):
         """Set the padding of ``buf`` (``shape``; axes from ``first`` on are padded, ``begins``
-        before and ``inner`` elements of data each) to ``value``: one fill per padded side, so
-        the data the interior receives is written once (corners are filled twice)."""
+        before and ``inner`` elements of data each) to ``value`` — one fill per padded side, so
+        the interior is left for its data to be written once (corners are filled twice) — and
+        return the view of that interior."""
         strides = strides_of(shape)
         for axis in range(len(inner)):
             a = first + axis
@@ -140,6 +141,8 @@ class Lowering:
                     dims = [(n, st) for n, st in zip(shape, strides)]
                     dims[a] = (count, strides[a])
                     self.e.emit("fill", view(buf, start * strides[a], dims), value)
+        return view(buf, sum(b * st for b, st in zip(begins, strides[first:])),
+                    list(zip(shape[:first], strides[:first])) + list(zip(inner, strides[first:])))
 
     def _padded(self, x: str, begins, ends, fill: float):
         """``x`` [N, C, *S] with its spatial axes padded (a copy only if there is padding);
@@ -152,11 +155,7 @@ class Lowering:
         padded = tuple(s + b + e for s, b, e in zip(spatial, begins, ends))
         full = lead + padded
         pbuf = self.e.buffer(int(np.prod(full)))
-        pstr = strides_of(full)
-        self.fill_border(pbuf, full, 2, begins, spatial, fill)
-        interior = view(pbuf, sum(b * st for b, st in zip(begins, pstr[2:])),
-                        [(lead[0], pstr[0]), (lead[1], pstr[1])] + [(s, st) for s, st in zip(spatial, pstr[2:])])
-        self.e.emit("mov", interior, self.dense(x))
+        self.e.emit("mov", self.pad(pbuf, full, 2, begins, spatial, fill), self.dense(x))
         return pbuf, 0, padded
 
     def lower_conv(self, node: Node, op: ops.Conv) -> None:
