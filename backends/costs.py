@@ -34,8 +34,10 @@ class Costs:
     adc_area_um2: float = 1200.0          # ISAAC 8-bit SAR ADC
     shift_add_pj: float = 0.021           # ISAAC shift-and-add, per operation
     array_area_um2_per_cell: float = 0.0  # crossbar cell area (0: counted inside the core area)
-    # digital CIM (sram-digital): a bit-serial adder tree per column --------------
-    digital_mac_pj: float = 0.03          # Horowitz 45 nm: 8-bit add 0.03 pJ, per weight bit × input bit
+    # digital CIM (sram-digital): per bit-serial cycle, a gate per weight bit, an adder tree per output
+    # and a shift-and-add accumulator (backends/components.py: digital_cim_read_pj)
+    digital_fa_pj: float = 0.0031         # Horowitz 45 nm: 32-bit add 0.1 pJ, per full adder (1/32 of it)
+    digital_gate_pj: float = 0.00044      # a NOR2 product gate: 4 of a mirror full adder's 28 transistors (assumption)
     # vector units -------------------------------------------------------------------
     vector_lanes: int = 32                # elements per cycle (an assumption of this model)
     vector_op_pj: float = 0.9             # Horowitz 45 nm: FP32 add 0.9 pJ

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from nmc.backends import devices, scaling
 from nmc.backends.costs import COST_FIELDS, Costs
+from nmc.backends.tile_arithmetic import COMBINATIONS
 from nmc.isa.errors import NmcError
 
 if sys.version_info >= (3, 11):
@@ -58,6 +59,9 @@ class CrossbarCores:
     cols_per_adc: int
     weight_scheme: str
     buffer_kib: float = 0.0   # local buffer of each core (0: not stated, not checked)
+    # weight slices: "digital" (an ADC conversion per slice, shift-and-add) or "charge" (combined by
+    # binary-weighted charge sharing or a capacitor ladder before one conversion per weight)
+    slice_combination: str = "digital"
     kind: str = "crossbar"
 
     @property
@@ -264,7 +268,7 @@ _CROSSBAR = {"kind": (str, True), "count": (int, True), "technology": (str, True
              "cols": (int, True), "crossbars_per_core": (int, False), "cell_bits": (int, True),
              "weight_bits": (int, True), "input_bits": (int, True), "dac_bits": (int, True),
              "adc_bits": (int, True), "cols_per_adc": (int, False), "weight_scheme": (str, False),
-             "buffer_kib": (float, False)}
+             "buffer_kib": (float, False), "slice_combination": (str, False)}
 
 _CAM = {"kind": (str, True), "count": (int, True), "technology": (str, True), "rows": (int, True),
         "cols": (int, True), "arrays_per_core": (int, False), "cell_bits": (int, True),
@@ -326,7 +330,7 @@ def _positive(origin: str, where: str, values: dict, *keys: str) -> None:
 
 # [costs] fields whose defaults are Horowitz's 45-nm, 0.9-V energies: with [chip] node_nm and
 # supply_v they scale to that node and supply (backends/scaling.py) unless the file sets them
-HOROWITZ_COSTS = ("vector_op_pj", "vector_mul_pj", "vector_int_op_pj", "digital_mac_pj")
+HOROWITZ_COSTS = ("vector_op_pj", "vector_mul_pj", "vector_int_op_pj", "digital_fa_pj", "digital_gate_pj")
 
 
 def _scale_digital(origin: str, chip: dict, cost_values: dict) -> None:
@@ -399,11 +403,18 @@ def parse_target(text: str, origin: str = "<target>") -> Target:
                 raise TargetError(f"{origin}: {where}.weight_scheme = {scheme!r}; known: {', '.join(WEIGHT_SCHEMES)}")
             if v["dac_bits"] > v["input_bits"] or v["cell_bits"] > v["weight_bits"]:
                 raise TargetError(f"{origin}: {where}: dac_bits must not exceed input_bits, nor cell_bits weight_bits")
+            combination = v.get("slice_combination", "digital")
+            if combination not in COMBINATIONS:
+                raise TargetError(f"{origin}: {where}.slice_combination = {combination!r}; known: "
+                                  f"{', '.join(COMBINATIONS)}")
+            if combination == "charge" and v["technology"] == "sram-digital":
+                raise TargetError(f"{origin}: {where}: slice_combination = 'charge' needs analog arrays, not "
+                                  "sram-digital (its adder trees add the weight bits exactly)")
             _buffer(origin, where, v)
             cores.append(CrossbarCores(v["count"], v["technology"], v["rows"], v["cols"],
                                        v.get("crossbars_per_core", 1), v["cell_bits"], v["weight_bits"],
                                        v["input_bits"], v["dac_bits"], v["adc_bits"], v.get("cols_per_adc", 1),
-                                       scheme, v.get("buffer_kib", 0.0)))
+                                       scheme, v.get("buffer_kib", 0.0), combination))
         elif kind == "cam":
             v = _table(origin, where, group, _CAM)
             _positive(origin, where, v, "count", "rows", "cols", "arrays_per_core", "cell_bits",

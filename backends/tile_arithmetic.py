@@ -10,7 +10,10 @@ pair, its magnitude (``weight_bits − 1`` bits) in G+ or G− cells, two column
 offset, ``w + 2^(weight_bits−1)`` in one column per slice, the offset removed digitally. Inputs
 of ``in_bits`` (signed: sign and magnitude, one read phase per sign) enter ``dac_bits`` at a
 time. Each read converts every column pair (or column) once, with an ADC step ``lsb`` over the
-tile's ``adc_range``; shift-and-add recombines slices digitally.
+tile's ``adc_range``; shift-and-add recombines slices digitally. With ``combination = "charge"``
+the slices of a weight are combined in the analog domain before one conversion (binary-weighted
+charge sharing or a capacitor ladder: slice ``j``'s column current counts 2^(j·cell_bits)), so a
+read converts each output once and the ADC covers the combined current.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 SCHEMES = ("differential", "offset")
+COMBINATIONS = ("digital", "charge")  # weight slices: an ADC conversion each, or combined before one
 
 
 def input_max(bits: int, signed: bool) -> int:
@@ -45,19 +49,20 @@ class TileArithmetic:
     in_bits: int = 8
     in_signed: bool = False
     adc_range: float = 0.0
+    combination: str = "digital"
 
     @classmethod
     def of(cls, tile, spec) -> "TileArithmetic":
         """A program's tile (``isa.program.Tile``) on a target's crossbar cores (``CrossbarCores``)."""
         return cls(tile.weight_bits, spec.cell_bits, spec.weight_scheme, spec.dac_bits, spec.adc_bits,
-                   tile.in_bits, tile.in_signed, tile.adc_range)
+                   tile.in_bits, tile.in_signed, tile.adc_range, spec.slice_combination)
 
     @classmethod
     def planned(cls, spec, weight_bits: int, in_bits: int | None = None, in_signed: bool = False,
                 adc_range: float = 0.0) -> "TileArithmetic":
         """A tile the compiler plans: the layer's own weight (and input) bits on ``spec``."""
         return cls(weight_bits, spec.cell_bits, spec.weight_scheme, spec.dac_bits, spec.adc_bits,
-                   spec.input_bits if in_bits is None else in_bits, in_signed, adc_range)
+                   spec.input_bits if in_bits is None else in_bits, in_signed, adc_range, spec.slice_combination)
 
     # ------------------------------------------------------------------ weights in cells
     @property
@@ -99,6 +104,23 @@ class TileArithmetic:
     def slice_levels(self, q: np.ndarray) -> list[np.ndarray]:
         """Per slice, the level a column (pair) contributes: G+ − G− per cell, or the offset code."""
         return [pair[0] - pair[1] if len(pair) == 2 else pair[0] for pair in self.polarity_levels(q)]
+
+    @property
+    def charge(self) -> bool:
+        return self.combination == "charge"
+
+    @property
+    def conversion_shifts(self) -> list[int]:
+        """The binary weight of each converted quantity of an output: every slice's (digital
+        combination), or one combined current (charge)."""
+        return [0] if self.charge else self.slice_shifts
+
+    def conversion_levels(self, q: np.ndarray) -> list[np.ndarray]:
+        """Per conversion of an output, the level its column (pair) current counts in."""
+        levels = self.slice_levels(q)
+        if not self.charge:
+            return levels
+        return [sum(lv * (1 << s) for s, lv in zip(self.slice_shifts, levels))]
 
     # ------------------------------------------------------------------ inputs through DACs
     @property
@@ -146,7 +168,8 @@ class TileArithmetic:
 
     def recombination(self) -> np.ndarray:
         """``[dac_reads, slices]`` binary weights of each (input slice, weight slice) conversion."""
-        return np.array([[2.0 ** (i * self.dac_bits + s) for s in self.slice_shifts] for i in range(self.dac_reads)])
+        return np.array([[2.0 ** (i * self.dac_bits + s) for s in self.conversion_shifts]
+                         for i in range(self.dac_reads)])
 
     # ------------------------------------------------------------------ ADCs
     @property
@@ -170,11 +193,12 @@ class TileArithmetic:
         column's levels times the largest DAC input, over slices."""
         dac_max = (1 << self.dac_bits) - 1
         return float(max(max(np.maximum(lv, 0).sum(axis=1).max(), np.maximum(-lv, 0).sum(axis=1).max())
-                         for lv in self.slice_levels(q)) * dac_max)
+                         for lv in self.conversion_levels(q)) * dac_max)
 
     def worst_possible_current(self, rows: int) -> float:
         """The largest column current any weights of ``rows`` rows could draw."""
-        return float(rows * ((1 << self.dac_bits) - 1) * self.cell_max)
+        level = sum(self.cell_max << s for s in self.slice_shifts) if self.charge else self.cell_max
+        return float(rows * ((1 << self.dac_bits) - 1) * level)
 
     def lossless(self, rows: int) -> bool:
         """Whether every possible column current of a ``rows``-row tile converts exactly."""
@@ -183,8 +207,9 @@ class TileArithmetic:
         return lsb == 1.0 and hi >= worst and (lo <= -worst or not self.differential)
 
     def conversions(self, outs: int) -> int:
-        """ADC conversions per read: one per output and slice (a pair is subtracted first)."""
-        return outs * self.slices
+        """ADC conversions per read: one per output and slice (a pair is subtracted first), one per
+        output when the slices are combined in charge."""
+        return outs * len(self.conversion_shifts)
 
     def columns(self, outs: int) -> int:
         """Physical columns ``outs`` weights per row occupy."""
@@ -192,8 +217,8 @@ class TileArithmetic:
 
     def ideal_currents(self, x: np.ndarray, q: np.ndarray):
         """Per conversion, the noiseless column currents of integer inputs ``x`` [M, K] on weights
-        ``q`` [N, K]: yields ``[M, N]`` per (phase, DAC slice, weight slice), as the chip reads."""
-        levels = [lv.T.astype(np.float64) for lv in self.slice_levels(q)]
+        ``q`` [N, K]: yields ``[M, N]`` per (phase, DAC slice, conversion), as the chip reads."""
+        levels = [lv.T.astype(np.float64) for lv in self.conversion_levels(q)]
         for _, xu in self.input_phases(x):
             for d in self.dac_slices(xu):
                 for lv in levels:

@@ -12,6 +12,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from nmc.backends.components import digital_cim_read_pj
 from nmc.backends.devices import device_model
 from nmc.backends.target import CrossbarCores, Target
 from nmc.backends.tile_arithmetic import TileArithmetic
@@ -168,7 +169,8 @@ class CostModel:
             per_read = 1.0  # one input bit per cycle through the adder trees
             cost.cycles = s["reads"] * per_read
             cost.busy[unit] = cost.cycles
-            cost.energy["digital_cim"] = cost.macs * c.digital_mac_pj * (s["wbits"] * s["ibits"]) / 64
+            cost.energy["digital_cim"] = s["reads"] * digital_cim_read_pj(
+                s["rows"], s["wbits"], s["ibits"], s["n"], c.digital_fa_pj, c.digital_gate_pj)
             return
         t_read = self.ns(c.read_ns(s["bits_per_read"]))
         t_adc = math.ceil(s["conversions"] / s["adcs"]) * self.ns(c.adc_conversion_ns(xb.adc_bits))

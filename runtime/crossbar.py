@@ -66,15 +66,22 @@ class ProgrammedTile:
         self.read_var = None if variance is None else np.stack(variance)  # per-cell read variance [J, N, K]
         self._now = None
         k = self.q.shape[1]
-        self._g_t = np.ascontiguousarray(self.g_eff.reshape(-1, k).T)  # [K, J·N]: one GEMM per read
-        self._var_t = None if self.read_var is None else np.ascontiguousarray(self.read_var.reshape(-1, k).T)
+        # what the ADCs convert, per conversion of an output (C = J slices apart, or 1 combined in charge)
+        self.n_conversions = len(self.arith.conversion_shifts)
+        g_conv, var_conv = self.g_eff, self.read_var
+        if self.arith.charge and self.n_slices > 1:  # slice j's current counts 2^shift_j, its variance 4^shift_j
+            scale = np.array([float(1 << s) for s in self.arith.slice_shifts])[:, None, None]
+            g_conv = (self.g_eff * scale).sum(axis=0, keepdims=True)
+            var_conv = None if self.read_var is None else (self.read_var * scale ** 2).sum(axis=0, keepdims=True)
+        self._g_t = np.ascontiguousarray(g_conv.reshape(-1, k).T)  # [K, C·N]: one GEMM per read
+        self._var_t = None if var_conv is None else np.ascontiguousarray(var_conv.reshape(-1, k).T)
         self._q_t = None
         self._orders: dict[bytes, ProgrammedTile] = {}
         self.compensation = 1.0
         self.column_gain = self.column_offset = None  # per output column, after recombination
         self.adc_offset = None
         if self.noise_on and spec.analog and device.adc_offset_lsb > 0:
-            self.adc_offset = device.adc_offset_lsb * rng.standard_normal((self.n_slices, self.q.shape[0]))
+            self.adc_offset = device.adc_offset_lsb * rng.standard_normal((self.n_conversions, self.q.shape[0]))
         scheme = programming.drift_compensation
         if self.noisy and options.drift_compensation and self.model.drifts and scheme != "none":
             self._compensate_drift(scheme)
@@ -264,11 +271,11 @@ class ProgrammedTile:
 
     def _phase(self, xu: np.ndarray, noise: SampleNoise, phase: int) -> np.ndarray:
         """One pass of non-negative inputs through the tile, in sample-major order: row
-        (m, i) is input slice i of row m; its columns are (weight slice j, output n). Noisy
+        (m, i) is input slice i of row m; its columns are (conversion c, output n). Noisy
         cells are read in float32 (its rounding is far below their noise), exact ones in float64."""
         arith = self.arith
         m, k = xu.shape
-        n, slices = self.q.shape[0], self.n_slices
+        n, slices = self.q.shape[0], self.n_conversions
         dtype = np.float32 if self.noisy else np.float64
         if arith.dac_reads == 1:
             n_in, d = 1, xu.astype(dtype)
@@ -277,7 +284,7 @@ class ProgrammedTile:
             n_in = d.shape[0]
             d = np.ascontiguousarray(d.transpose(1, 0, 2), dtype=dtype).reshape(m * n_in, k)
         g_t, var_t = self._matrices(dtype)
-        currents = d @ g_t  # [M·I, J·N]
+        currents = d @ g_t  # [M·I, C·N]
         lsb, lo, hi = self.adc()
         variance = None  # per conversion: read noise of the driven cells, plus the ADC's own
         if var_t is not None:
@@ -290,13 +297,13 @@ class ProgrammedTile:
             z *= np.sqrt(variance, out=variance) if isinstance(variance, np.ndarray) else np.sqrt(variance)
             currents += z
         codes = currents.reshape(m, n_in * slices, n)
-        if self.adc_offset is not None:  # [J, N] per column, the same at every read
+        if self.adc_offset is not None:  # [C, N] per column, the same at every read
             codes += np.tile(self.adc_offset, (n_in, 1))[None] * lsb
         np.divide(codes, lsb, out=codes)
         np.rint(codes, out=codes)
         np.maximum(codes, lo / lsb, out=codes)
         np.minimum(codes, hi / lsb, out=codes)
-        weights = arith.recombination().reshape(-1) * (lsb * self.compensation)  # [I·J], (i, j) order
+        weights = arith.recombination().reshape(-1) * (lsb * self.compensation)  # [I·C], (i, c) order
         if len(weights) == 1:
             acc = codes[:, 0] * dtype(weights[0])
         else:
@@ -314,7 +321,7 @@ class ProgrammedTile:
         return out
 
     def _matrices(self, dtype) -> tuple[np.ndarray, np.ndarray | None]:
-        """The conductance and read-variance matrices [K, J·N] in ``dtype``."""
+        """The conductance and read-variance matrices [K, C·N] in ``dtype``."""
         if self._g_t.dtype != dtype:
             self._g_t = self._g_t.astype(dtype)
             self._var_t = None if self._var_t is None else self._var_t.astype(dtype)

@@ -225,7 +225,8 @@ adc_pj_per_level = 0.125
 array_cell_read_pj = 0.5
 dac_pj = 0.25
 shift_add_pj = 0.75
-digital_mac_pj = 0.5
+digital_fa_pj = 0.5
+digital_gate_pj = 0.125
 crossbar_core_area_mm2 = 0.5
 array_area_um2_per_cell = 2.0
 adc_area_um2 = 1000.0
@@ -341,9 +342,11 @@ def test_a_loop_of_mvms_on_one_crossbar_pipelines():
 def test_digital_crossbar_is_bit_serial():
     target = xb_target(technology="sram-digital", cell_bits=1, dac_bits=1)
     stats = estimate(xb_program(in_bits=4, signed=0), target)
-    # 4 input bits, one per cycle through the adder trees; 8-bit weights × 4-bit inputs
+    # 4 input bits, one per cycle through the adder trees; per cycle and output (6 rows of 8-bit
+    # weights): a tree of 3·8 + 1·9 + 1·10 = 43 full adders (an odd row passes a level unchanged),
+    # an accumulator of 8 + ceil(log2 6) + 4 = 15, and 6·8 = 48 product gates
     assert stats.latency_cycles == 4
-    assert stats.energy_pj["digital_cim"] == pytest.approx(30 * 0.5 * (8 * 4) / 64)
+    assert stats.energy_pj["digital_cim"] == pytest.approx(4 * 5 * ((43 + 15) * 0.5 + 48 * 0.125))
     assert stats.energy_pj["adc"] == stats.energy_pj["array"] == 0.0
     assert stats.macs == 30 and stats.analog_macs == 0
     assert stats.adc_utilization == 0.0

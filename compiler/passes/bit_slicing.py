@@ -83,9 +83,9 @@ def tile_inputs(node: Node, quant: Quant, values: np.ndarray, tiles: tuple[TileB
 
 def current_percentile(x: np.ndarray, q: np.ndarray, arith: TileArithmetic, percentile: float) -> tuple[float, int]:
     """The ``percentile`` of |column current| over every conversion the tile makes for inputs
-    ``x`` (each sign phase × input slice × weight slice × vector × column, as the runtime reads
+    ``x`` (each sign phase × input slice × conversion × vector × column, as the runtime reads
     it), and the number of conversions."""
-    total = arith.reads * arith.slices * x.shape[0] * q.shape[0]
+    total = arith.reads * arith.conversions(q.shape[0]) * x.shape[0]
     if total == 0:
         return 0.0, 0
     k = max(1, int(np.floor((100.0 - percentile) / 100.0 * total)) + 1)   # nearest rank from the top
