@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from nmc.backends.components import level_dac_pj
+
 
 @dataclass(frozen=True)
 class Costs:
@@ -20,7 +22,7 @@ class Costs:
     # otherwise the read, array_read_ns), instead of array_cell_read_pj
     read_v: float = 0.0
     cell_g_us: float = 0.0
-    dac_pj: float = 0.0039                # ISAAC 1-bit DAC 3.9 µW, for 1 ns
+    dac_pj: float = 0.0039                # ISAAC 1-bit DAC 3.9 µW, for 1 ns (a b-bit level DAC: 2^b − 1 of it)
     dac_ns_per_level: float = 0.0         # pulse-width inputs: a read lasts this much longer per input level
     # one ADC conversion of b bits: adc_ns + adc_ns_per_bit·b + adc_ns_per_level·2^b (SAR: per bit;
     # ramp, counting and oscillator ADCs: per level), energy adc_pj + adc_pj_per_level·2^b
@@ -69,6 +71,13 @@ class Costs:
     def read_ns(self, input_bits_per_read: int) -> float:
         """One analog read: settling plus, for pulse-width inputs, one step per input level."""
         return self.array_read_ns + self.dac_ns_per_level * ((1 << input_bits_per_read) - 1)
+
+    def dac_read_pj(self, input_bits_per_read: int) -> float:
+        """One row's DAC in one read: ``dac_pj`` for a pulse driver (pulse-width inputs, whose
+        figure covers the pulse) or a 1-bit DAC; a b-bit level DAC switches 2^b − 1 units of it."""
+        if self.dac_ns_per_level > 0:
+            return self.dac_pj
+        return level_dac_pj(self.dac_pj, input_bits_per_read)
 
     def cell_read_pj(self, input_bits_per_read: int, g_us: float) -> float:
         """Energy of one cell in one read: V²·G·t when ``read_v`` is set (G in µS, t in ns:

@@ -36,6 +36,8 @@ NODES = tuple(sorted(ENERGY_FACTOR))
 # Horowitz (ISSCC 2014) gives his 45-nm energies at 0.9 V: the node and supply of the digital
 # defaults in backends/costs.py that cite him
 HOROWITZ = (45, 0.9)
+# Horowitz (ISSCC 2014, 45 nm): a 64-bit read of an 8-KB SRAM takes 10 pJ, per bit
+HOROWITZ_SRAM_PJ_PER_BIT = 10.0 / 64
 
 
 class ScalingError(NmcError):

@@ -182,7 +182,7 @@ class CostModel:
         cost.busy[Unit("adc", s["tile"])] = s["reads"] * t_adc
         # every copy of a weight is a driven row (its cells read, its DAC held)
         cost.energy["array"] = s["reads"] * s["rows"] * s["cols"] * c.cell_read_pj(s["bits_per_read"], self.cell_g_us)
-        cost.energy["dac"] = s["reads"] * s["rows"] * c.dac_pj
+        cost.energy["dac"] = s["reads"] * s["rows"] * c.dac_read_pj(s["bits_per_read"])
         cost.energy["adc"] = s["reads"] * s["conversions"] * c.adc_conversion_pj(xb.adc_bits)
         cost.energy["shift_add"] = s["reads"] * s["conversions"] * c.shift_add_pj
 

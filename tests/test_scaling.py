@@ -58,7 +58,11 @@ def test_a_targets_node_and_supply_scale_the_horowitz_energies_it_does_not_set()
     for key in HOROWITZ_COSTS:
         want = 1.5 if key == "vector_mul_pj" else getattr(base.costs, key) * ratio   # a set field stays as set
         assert getattr(seven.costs, key) == pytest.approx(want), key
-    assert seven.costs.adc_pj == base.costs.adc_pj and seven.costs.buffer_pj_per_bit == base.costs.buffer_pj_per_bit
+    assert seven.costs.adc_pj == base.costs.adc_pj
+    # buffers become SRAM at the node: Horowitz's 10 pJ per 64-bit read of an 8-KB SRAM, scaled
+    assert seven.costs.buffer_pj_per_bit == pytest.approx(10 / 64 * ratio)
+    assert with_fields(base, {"chip.node_nm": 7, "chip.supply_v": 0.7, "costs.buffer_pj_per_bit": 0.01}
+                       ).costs.buffer_pj_per_bit == 0.01
     assert (seven.node_nm, seven.supply_v) == (7, 0.7) and (base.node_nm, base.supply_v) == (0, 0)
     with pytest.raises(TargetError, match="chip.node_nm and chip.supply_v go together"):
         with_fields(base, {"chip.node_nm": 7})
@@ -68,7 +72,7 @@ def test_a_targets_node_and_supply_scale_the_horowitz_energies_it_does_not_set()
 
 def test_a_digital_chip_at_7_nm_spends_less_on_digital_work():
     """The digits CNN on sram-digital: its digital-CIM and vector energies scale by the 45 nm,
-    0.9 V -> 7 nm, 0.7 V factor; nothing else changes."""
+    0.9 V -> 7 nm, 0.7 V factor, its buffers become 7-nm SRAM; network and I/O stay."""
     base = load_target("sram-digital")
     seven = with_fields(base, {"chip.node_nm": 7, "chip.supply_v": 0.7})
     a = estimate(compile_model(str(CNN), base).program, base)
@@ -76,6 +80,7 @@ def test_a_digital_chip_at_7_nm_spends_less_on_digital_work():
     ratio = scale_energy(1.0, HOROWITZ, (7, 0.7))
     assert b.energy_pj["digital_cim"] == pytest.approx(a.energy_pj["digital_cim"] * ratio)
     assert a.energy_pj["vector"] > 0 and b.energy_pj["vector"] == pytest.approx(a.energy_pj["vector"] * ratio)
-    for part in ("buffer", "noc", "io"):
+    assert b.energy_pj["buffer"] == pytest.approx(a.energy_pj["buffer"] * (10 / 64 * ratio) / 0.08)
+    for part in ("noc", "io"):
         assert b.energy_pj[part] == pytest.approx(a.energy_pj[part])
     assert b.latency_cycles == a.latency_cycles
