@@ -24,14 +24,18 @@ class Costs:
     cell_g_us: float = 0.0
     dac_pj: float = 0.0039                # ISAAC 1-bit DAC 3.9 µW, for 1 ns (a b-bit level DAC: 2^b − 1 of it)
     dac_ns_per_level: float = 0.0         # pulse-width inputs: a read lasts this much longer per input level
-    # one ADC conversion of b bits: adc_ns + adc_ns_per_bit·b + adc_ns_per_level·2^b (SAR: per bit;
-    # ramp, counting and oscillator ADCs: per level), energy adc_pj + adc_pj_per_level·2^b
-    # + adc_survey_factor × the survey-best energy at b bits and that rate (adc_survey_pj)
+    # one ADC conversion of b bits takes adc_ns + adc_ns_per_bit·b + adc_ns_per_level·2^b (flash: a fixed
+    # time; SAR: per bit; ramp, counting and oscillator ADCs: per level) and costs
+    # adc_pj + 2^b·(adc_pj_per_level + adc_walden_fj·1e-3) + adc_survey_factor × the survey-best energy
+    # at b bits and that rate (adc_survey_pj: the thermal-noise bound, 4× per bit)
     adc_ns: float = 0.78                  # ISAAC 8-bit SAR ADC at 1.28 GS/s
     adc_ns_per_bit: float = 0.0
     adc_ns_per_level: float = 0.0
-    adc_pj: float = 1.67                  # ISAAC 8-bit SAR ADC, per conversion
+    adc_pj: float = 0.0
     adc_pj_per_level: float = 0.0
+    # Walden figure of merit (energy per conversion step, 2× per bit): ISAAC's 8-bit SAR, 1.67 pJ / 2^8
+    # (32 nm); a CMOS energy, so [chip] node_nm/supply_v scale the default (backends/scaling.ADC_WALDEN)
+    adc_walden_fj: float = 6.52
     adc_survey_factor: float = 0.0
     adc_area_um2: float = 1200.0          # ISAAC 8-bit SAR ADC
     shift_add_pj: float = 0.021           # ISAAC shift-and-add, per operation
@@ -96,7 +100,7 @@ class Costs:
     def adc_conversion_pj(self, bits: int) -> float:
         ns = self.adc_conversion_ns(bits)
         survey = self.adc_survey_factor * adc_survey_pj(bits, 1e9 / ns if ns > 0 else 1e9)
-        return self.adc_pj + self.adc_pj_per_level * (1 << bits) + survey
+        return self.adc_pj + (1 << bits) * (self.adc_pj_per_level + self.adc_walden_fj * 1e-3) + survey
 
 
 def adc_survey_pj(bits: int, rate_hz: float) -> float:

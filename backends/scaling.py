@@ -36,6 +36,9 @@ NODES = tuple(sorted(ENERGY_FACTOR))
 # Horowitz (ISSCC 2014) gives his 45-nm energies at 0.9 V: the node and supply of the digital
 # defaults in backends/costs.py that cite him
 HOROWITZ = (45, 0.9)
+# ISAAC's 8-bit SAR ADC (Shafiee et al., ISCA 2016: 32 nm; no supply stated, 0.9 V assumed — the
+# node's nominal supply) behind costs.adc_walden_fj
+ADC_WALDEN = (32, 0.9)
 # Horowitz (ISSCC 2014, 45 nm): a 64-bit read of an 8-KB SRAM takes 10 pJ, per bit
 HOROWITZ_SRAM_PJ_PER_BIT = 10.0 / 64
 

@@ -330,7 +330,8 @@ def _positive(origin: str, where: str, values: dict, *keys: str) -> None:
 
 # [costs] fields whose defaults are Horowitz's 45-nm, 0.9-V energies: with [chip] node_nm and
 # supply_v they scale to that node and supply (backends/scaling.py) unless the file sets them;
-# so does buffer_pj_per_bit, from Horowitz's SRAM read (its default is ISAAC's eDRAM, of no stated supply)
+# so do the ADCs' Walden figure (from ISAAC's 32-nm SAR) and buffer_pj_per_bit (from Horowitz's SRAM
+# read; its default is ISAAC's eDRAM)
 HOROWITZ_COSTS = ("vector_op_pj", "vector_mul_pj", "vector_int_op_pj", "digital_fa_pj", "digital_gate_pj")
 
 
@@ -346,6 +347,9 @@ def _scale_digital(origin: str, chip: dict, cost_values: dict) -> None:
         for key in HOROWITZ_COSTS:
             if key not in cost_values:
                 cost_values[key] = scaling.scale_energy(defaults[key], scaling.HOROWITZ, (node, supply))
+        if "adc_walden_fj" not in cost_values:
+            cost_values["adc_walden_fj"] = scaling.scale_energy(defaults["adc_walden_fj"], scaling.ADC_WALDEN,
+                                                                (node, supply))
         if "buffer_pj_per_bit" not in cost_values:  # SRAM buffers at the node, not ISAAC's 32-nm eDRAM
             cost_values["buffer_pj_per_bit"] = scaling.scale_energy(scaling.HOROWITZ_SRAM_PJ_PER_BIT,
                                                                     scaling.HOROWITZ, (node, supply))

@@ -2,6 +2,8 @@
 fields moving the costs the documented way."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from nmc.backends.components import adder_tree_full_adders, digital_cim_read_pj, level_dac_pj
@@ -47,3 +49,39 @@ def test_level_dacs_grow_with_their_bits():
     assert level.dac_read_pj(1) == pytest.approx(0.01) and level.dac_read_pj(8) == pytest.approx(2.55)
     pulse = Costs(dac_pj=0.25, dac_ns_per_level=1.0)      # a pulse driver: its figure covers the pulse
     assert pulse.dac_read_pj(8) == pulse.dac_read_pj(1) == 0.25
+
+
+def test_adc_energy_at_two_resolutions_and_two_nodes():
+    """The default ADC: ISAAC's 8-bit SAR (1.67 pJ at 32 nm) as a Walden figure, 6.52 fJ per
+    conversion step, so half the energy per bit fewer; at 7 nm and 0.8 V the Stillmaker-Baas
+    factor from 32 nm, 0.9 V (0.1776·0.64 − 0.09097·0.8 + 0.02447 = 0.065358 over 0.8367·0.81 −
+    0.4341·0.9 + 0.1701 = 0.457137: 0.1430×)."""
+    base = load_target("sram-analog")
+    c = base.costs
+    assert c.adc_conversion_pj(8) == pytest.approx(1.669, rel=1e-3)
+    assert c.adc_conversion_pj(4) == pytest.approx(0.1043, rel=1e-3)
+    seven = with_fields(base, {"chip.node_nm": 7, "chip.supply_v": 0.8}).costs
+    factor = 0.065358 / 0.457137
+    assert seven.adc_walden_fj == pytest.approx(6.52 * factor, rel=1e-4)
+    assert seven.adc_conversion_pj(8) == pytest.approx(1.669 * factor, rel=1e-3)      # 0.239 pJ
+    assert seven.adc_conversion_pj(4) == pytest.approx(0.1043 * factor, rel=1e-3)     # 15 fJ
+    # a figure the file states stays as stated
+    stated = with_fields(base, {"chip.node_nm": 7, "chip.supply_v": 0.8, "costs.adc_walden_fj": 2.0}).costs
+    assert stated.adc_walden_fj == 2.0
+
+
+def test_node_voltage_and_bits_move_the_costs_the_documented_way():
+    """Smaller nodes and lower supplies cost less in every CMOS component (ADC, digital CIM,
+    vector unit, buffers); more ADC bits cost more; the thermal-noise bound, where a target asks
+    for it, does not scale with the node."""
+    base = load_target("sram-analog")
+    def at(node, v):
+        return with_fields(base, {"chip.node_nm": node, "chip.supply_v": v}).costs
+    for key in ("adc_walden_fj", "digital_fa_pj", "vector_op_pj", "buffer_pj_per_bit"):
+        assert getattr(at(7, 0.8), key) < getattr(at(22, 0.8), key) < getattr(at(65, 1.1), key), key
+        assert getattr(at(22, 0.7), key) < getattr(at(22, 0.9), key), key
+    c = at(22, 0.8)
+    assert c.adc_conversion_pj(4) < c.adc_conversion_pj(6) < c.adc_conversion_pj(8) < c.adc_conversion_pj(10)
+    thermal = dict(adc_walden_fj=0.0, adc_survey_factor=1.0)
+    assert (dataclasses.replace(at(7, 0.8), **thermal).adc_conversion_pj(10)
+            == dataclasses.replace(at(65, 1.1), **thermal).adc_conversion_pj(10))

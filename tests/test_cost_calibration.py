@@ -44,20 +44,20 @@ def test_isaac_mvm_is_hand_checkable(calibration):
     # (128 × 0.78 ns ≈ the 100-ns read); 16 input bits → 16 reads
     assert m.ops == 2 * 128 * 16
     assert m.interval_ns == pytest.approx(16 * max(c.array_read_ns, 128 * c.adc_ns))
-    per_read = 128 * 128 * c.array_cell_read_pj + 128 * c.dac_pj + 128 * (c.adc_pj + c.shift_add_pj)
+    per_read = 128 * 128 * c.array_cell_read_pj + 128 * c.dac_pj + 128 * (c.adc_conversion_pj(8) + c.shift_add_pj)
     assert m.macro_pj == pytest.approx(16 * per_read)
 
 
 def test_adc_cost_by_bits():
     sar = Costs(adc_ns=1.0, adc_ns_per_bit=1.0)                  # NeuroSim SAR: (bits + 1) ns
     assert sar.adc_conversion_ns(8) == 9.0
-    cco = Costs(adc_ns=0.0, adc_ns_per_level=0.3, adc_pj=0.0, adc_pj_per_level=0.1)   # counts levels
+    cco = Costs(adc_ns=0.0, adc_ns_per_level=0.3, adc_walden_fj=0.0, adc_pj_per_level=0.1)   # counts levels
     assert cco.adc_conversion_ns(8) == pytest.approx(76.8)
     assert cco.adc_conversion_pj(10) == pytest.approx(4 * cco.adc_conversion_pj(8))
     # REFERENCE_DATA's survey-best energies at 1 GS/s
     for bits, pj in ((4, 0.0025), (6, 0.040), (8, 0.64), (10, 10.2)):
         assert adc_survey_pj(bits, 1e9) == pytest.approx(pj, rel=0.02)
-    survey = Costs(adc_ns=1.0, adc_pj=0.0, adc_survey_factor=1.0)
+    survey = Costs(adc_ns=1.0, adc_walden_fj=0.0, adc_survey_factor=1.0)
     assert survey.adc_conversion_pj(8) == pytest.approx(adc_survey_pj(8, 1e9))
     pwm = Costs(array_read_ns=5.0, dac_ns_per_level=1.0)
     assert pwm.read_ns(7) == 5.0 + 127

@@ -222,6 +222,7 @@ adc_ns_per_bit = {adc_ns_per_bit}
 adc_ns_per_level = 0.0
 adc_pj = 2.0
 adc_pj_per_level = 0.125
+adc_walden_fj = 0.0
 array_cell_read_pj = 0.5
 dac_pj = 0.25
 shift_add_pj = 0.75
