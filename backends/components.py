@@ -22,15 +22,26 @@ def adder_tree_full_adders(inputs: int, width: int) -> int:
     return total
 
 
+ADDERS = ("tree", "chain")  # digital CIM: an adder tree per output, or a full adder in every bit cell
+
+
+def adder_chain_full_adders(inputs: int, width: int) -> int:
+    """Full adders of a column that ripples its running sum through every row (a full adder beside
+    each bit cell, Colonnade's layout: Kim et al., JSSC 2021): ``inputs`` adders as wide as the
+    finished sum, ``width + ceil(log2 inputs)`` bits (8-bit weights over 128 rows: 15 per row)."""
+    return inputs * (width + math.ceil(math.log2(max(inputs, 2))))
+
+
 def digital_cim_read_pj(rows: int, weight_bits: int, input_bits: int, outputs: int, fa_pj: float,
-                        gate_pj: float) -> float:
-    """One bit-serial cycle of a digital SRAM CIM array (Chih et al., ISSCC 2021's structure): every
-    row's input bit gates its ``weight_bits``-bit weight (one gate per weight bit), an adder tree per
-    output sums the ``rows`` products, and a shift-and-add accumulator as wide as the finished dot
-    product (``weight_bits + log2(rows) + input_bits`` bits) takes the tree's sum."""
-    tree = adder_tree_full_adders(rows, weight_bits)
+                        gate_pj: float, adders: str = "tree") -> float:
+    """One bit-serial cycle of a digital SRAM CIM array: every row's input bit gates its
+    ``weight_bits``-bit weight (one gate per weight bit); the ``rows`` products of an output are
+    summed by an adder tree (Chih et al., ISSCC 2021; Fujiwara et al., ISSCC 2022) or a chain of
+    full adders down the column (``adders = "chain"``); a shift-and-add accumulator as wide as the
+    finished dot product (``weight_bits + log2(rows) + input_bits`` bits) takes the sum."""
+    adder = adder_tree_full_adders if adders == "tree" else adder_chain_full_adders
     accumulator = weight_bits + math.ceil(math.log2(max(rows, 2))) + input_bits
-    return outputs * ((tree + accumulator) * fa_pj + rows * weight_bits * gate_pj)
+    return outputs * ((adder(rows, weight_bits) + accumulator) * fa_pj + rows * weight_bits * gate_pj)
 
 
 def level_dac_pj(unit_pj: float, bits: int) -> float:

@@ -34,7 +34,7 @@ class Costs:
     adc_pj: float = 0.0
     adc_pj_per_level: float = 0.0
     # Walden figure of merit (energy per conversion step, 2× per bit): ISAAC's 8-bit SAR, 1.67 pJ / 2^8
-    # (32 nm); a CMOS energy, so [chip] node_nm/supply_v scale the default (backends/scaling.ADC_WALDEN)
+    # (32 nm); C·V², so [chip] supply_v scales the default by V² (backends/scaling.adc_supply_factor)
     adc_walden_fj: float = 6.52
     adc_survey_factor: float = 0.0
     adc_area_um2: float = 1200.0          # ISAAC 8-bit SAR ADC

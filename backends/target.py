@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nmc.backends import devices, scaling
+from nmc.backends.components import ADDERS
 from nmc.backends.costs import COST_FIELDS, Costs
 from nmc.backends.tile_arithmetic import COMBINATIONS
 from nmc.isa.errors import NmcError
@@ -62,6 +63,7 @@ class CrossbarCores:
     # weight slices: "digital" (an ADC conversion per slice, shift-and-add) or "charge" (combined by
     # binary-weighted charge sharing or a capacitor ladder before one conversion per weight)
     slice_combination: str = "digital"
+    digital_adders: str = "tree"  # sram-digital: an adder tree per output, or "chain" (a full adder per bit cell)
     kind: str = "crossbar"
 
     @property
@@ -268,7 +270,7 @@ _CROSSBAR = {"kind": (str, True), "count": (int, True), "technology": (str, True
              "cols": (int, True), "crossbars_per_core": (int, False), "cell_bits": (int, True),
              "weight_bits": (int, True), "input_bits": (int, True), "dac_bits": (int, True),
              "adc_bits": (int, True), "cols_per_adc": (int, False), "weight_scheme": (str, False),
-             "buffer_kib": (float, False), "slice_combination": (str, False)}
+             "buffer_kib": (float, False), "slice_combination": (str, False), "digital_adders": (str, False)}
 
 _CAM = {"kind": (str, True), "count": (int, True), "technology": (str, True), "rows": (int, True),
         "cols": (int, True), "arrays_per_core": (int, False), "cell_bits": (int, True),
@@ -330,9 +332,11 @@ def _positive(origin: str, where: str, values: dict, *keys: str) -> None:
 
 # [costs] fields whose defaults are Horowitz's 45-nm, 0.9-V energies: with [chip] node_nm and
 # supply_v they scale to that node and supply (backends/scaling.py) unless the file sets them;
-# so do the ADCs' Walden figure (from ISAAC's 32-nm SAR) and buffer_pj_per_bit (from Horowitz's SRAM
-# read; its default is ISAAC's eDRAM)
+# so does buffer_pj_per_bit (from Horowitz's SRAM read; its default is ISAAC's eDRAM)
 HOROWITZ_COSTS = ("vector_op_pj", "vector_mul_pj", "vector_int_op_pj", "digital_fa_pj", "digital_gate_pj")
+# [costs] fields whose defaults are ISAAC's 32-nm digital components (1-bit DAC, shift-and-add): scaled
+# the same way from scaling.ISAAC; its ADC's Walden figure scales with the supply only (adc_supply_factor)
+ISAAC_COSTS = ("dac_pj", "shift_add_pj")
 
 
 def _scale_digital(origin: str, chip: dict, cost_values: dict) -> None:
@@ -347,9 +351,11 @@ def _scale_digital(origin: str, chip: dict, cost_values: dict) -> None:
         for key in HOROWITZ_COSTS:
             if key not in cost_values:
                 cost_values[key] = scaling.scale_energy(defaults[key], scaling.HOROWITZ, (node, supply))
-        if "adc_walden_fj" not in cost_values:
-            cost_values["adc_walden_fj"] = scaling.scale_energy(defaults["adc_walden_fj"], scaling.ADC_WALDEN,
-                                                                (node, supply))
+        for key in ISAAC_COSTS:
+            if key not in cost_values:
+                cost_values[key] = scaling.scale_energy(defaults[key], scaling.ISAAC, (node, supply))
+        if "adc_walden_fj" not in cost_values:  # C·V²: an ADC's capacitors do not shrink with the node
+            cost_values["adc_walden_fj"] = defaults["adc_walden_fj"] * scaling.adc_supply_factor(supply)
         if "buffer_pj_per_bit" not in cost_values:  # SRAM buffers at the node, not ISAAC's 32-nm eDRAM
             cost_values["buffer_pj_per_bit"] = scaling.scale_energy(scaling.HOROWITZ_SRAM_PJ_PER_BIT,
                                                                     scaling.HOROWITZ, (node, supply))
@@ -418,11 +424,14 @@ def parse_target(text: str, origin: str = "<target>") -> Target:
             if combination == "charge" and v["technology"] == "sram-digital":
                 raise TargetError(f"{origin}: {where}: slice_combination = 'charge' needs analog arrays, not "
                                   "sram-digital (its adder trees add the weight bits exactly)")
+            adders = v.get("digital_adders", "tree")
+            if adders not in ADDERS:
+                raise TargetError(f"{origin}: {where}.digital_adders = {adders!r}; known: {', '.join(ADDERS)}")
             _buffer(origin, where, v)
             cores.append(CrossbarCores(v["count"], v["technology"], v["rows"], v["cols"],
                                        v.get("crossbars_per_core", 1), v["cell_bits"], v["weight_bits"],
                                        v["input_bits"], v["dac_bits"], v["adc_bits"], v.get("cols_per_adc", 1),
-                                       scheme, v.get("buffer_kib", 0.0), combination))
+                                       scheme, v.get("buffer_kib", 0.0), combination, adders))
         elif kind == "cam":
             v = _table(origin, where, group, _CAM)
             _positive(origin, where, v, "count", "rows", "cols", "arrays_per_core", "cell_bits",

@@ -170,7 +170,7 @@ class CostModel:
             cost.cycles = s["reads"] * per_read
             cost.busy[unit] = cost.cycles
             cost.energy["digital_cim"] = s["reads"] * digital_cim_read_pj(
-                s["rows"], s["wbits"], s["ibits"], s["n"], c.digital_fa_pj, c.digital_gate_pj)
+                s["rows"], s["wbits"], s["ibits"], s["n"], c.digital_fa_pj, c.digital_gate_pj, xb.digital_adders)
             return
         t_read = self.ns(c.read_ns(s["bits_per_read"]))
         t_adc = math.ceil(s["conversions"] / s["adcs"]) * self.ns(c.adc_conversion_ns(xb.adc_bits))

@@ -6,10 +6,11 @@ import dataclasses
 
 import pytest
 
-from nmc.backends.components import adder_tree_full_adders, digital_cim_read_pj, level_dac_pj
+from nmc.backends.components import (adder_chain_full_adders, adder_tree_full_adders, digital_cim_read_pj,
+                                     level_dac_pj)
 from nmc.backends.costs import Costs
 from nmc.backends.scaling import HOROWITZ, scale_energy
-from nmc.backends.target import load_target, with_fields
+from nmc.backends.target import TargetError, load_target, with_fields
 
 
 def test_adder_trees_by_hand():
@@ -53,35 +54,47 @@ def test_level_dacs_grow_with_their_bits():
 
 def test_adc_energy_at_two_resolutions_and_two_nodes():
     """The default ADC: ISAAC's 8-bit SAR (1.67 pJ at 32 nm) as a Walden figure, 6.52 fJ per
-    conversion step, so half the energy per bit fewer; at 7 nm and 0.8 V the Stillmaker-Baas
-    factor from 32 nm, 0.9 V (0.1776·0.64 − 0.09097·0.8 + 0.02447 = 0.065358 over 0.8367·0.81 −
-    0.4341·0.9 + 0.1701 = 0.457137: 0.1430×)."""
+    conversion step, so half the energy per bit fewer; its capacitors do not shrink with the node,
+    so at 7 nm and at 65 nm it scales with the supply alone: (0.8 / 0.9)² at 0.8 V."""
     base = load_target("sram-analog")
     c = base.costs
     assert c.adc_conversion_pj(8) == pytest.approx(1.669, rel=1e-3)
     assert c.adc_conversion_pj(4) == pytest.approx(0.1043, rel=1e-3)
-    seven = with_fields(base, {"chip.node_nm": 7, "chip.supply_v": 0.8}).costs
-    factor = 0.065358 / 0.457137
-    assert seven.adc_walden_fj == pytest.approx(6.52 * factor, rel=1e-4)
-    assert seven.adc_conversion_pj(8) == pytest.approx(1.669 * factor, rel=1e-3)      # 0.239 pJ
-    assert seven.adc_conversion_pj(4) == pytest.approx(0.1043 * factor, rel=1e-3)     # 15 fJ
+    factor = (0.8 / 0.9) ** 2
+    for node in (7, 65):
+        at = with_fields(base, {"chip.node_nm": node, "chip.supply_v": 0.8}).costs
+        assert at.adc_walden_fj == pytest.approx(6.52 * factor)
+        assert at.adc_conversion_pj(8) == pytest.approx(1.669 * factor, rel=1e-3)      # 1.32 pJ
+        assert at.adc_conversion_pj(4) == pytest.approx(0.1043 * factor, rel=1e-3)     # 82 fJ
     # a figure the file states stays as stated
     stated = with_fields(base, {"chip.node_nm": 7, "chip.supply_v": 0.8, "costs.adc_walden_fj": 2.0}).costs
     assert stated.adc_walden_fj == 2.0
 
 
 def test_node_voltage_and_bits_move_the_costs_the_documented_way():
-    """Smaller nodes and lower supplies cost less in every CMOS component (ADC, digital CIM,
-    vector unit, buffers); more ADC bits cost more; the thermal-noise bound, where a target asks
-    for it, does not scale with the node."""
+    """Smaller nodes and lower supplies cost less in every logic component (DAC, shift-and-add,
+    digital CIM, vector unit, buffers); the ADC only with the supply; more ADC bits cost more; the
+    thermal-noise bound, where a target asks for it, does not scale with the node."""
     base = load_target("sram-analog")
     def at(node, v):
         return with_fields(base, {"chip.node_nm": node, "chip.supply_v": v}).costs
-    for key in ("adc_walden_fj", "digital_fa_pj", "vector_op_pj", "buffer_pj_per_bit"):
-        assert getattr(at(7, 0.8), key) < getattr(at(22, 0.8), key) < getattr(at(65, 1.1), key), key
+    for key in ("dac_pj", "shift_add_pj", "digital_fa_pj", "vector_op_pj", "buffer_pj_per_bit"):
+        assert getattr(at(7, 0.8), key) < getattr(at(22, 0.8), key) < getattr(at(65, 0.8), key), key
         assert getattr(at(22, 0.7), key) < getattr(at(22, 0.9), key), key
+    assert at(7, 0.8).adc_walden_fj == at(65, 0.8).adc_walden_fj < at(65, 1.1).adc_walden_fj
     c = at(22, 0.8)
     assert c.adc_conversion_pj(4) < c.adc_conversion_pj(6) < c.adc_conversion_pj(8) < c.adc_conversion_pj(10)
     thermal = dict(adc_walden_fj=0.0, adc_survey_factor=1.0)
     assert (dataclasses.replace(at(7, 0.8), **thermal).adc_conversion_pj(10)
             == dataclasses.replace(at(65, 1.1), **thermal).adc_conversion_pj(10))
+
+
+def test_adder_chains_by_hand():
+    """Colonnade's layout: a full adder beside every bit cell, each as wide as the finished sum:
+    128 rows of 8-bit weights, 8 + 7 bits each (the paper's "weight bits plus 7")."""
+    assert adder_chain_full_adders(128, 8) == 128 * 15
+    assert digital_cim_read_pj(128, 8, 8, 1, 1.0, 0.0, "chain") == pytest.approx(128 * 15 + 8 + 7 + 8)
+    chain = with_fields(load_target("sram-digital"), {"cores.crossbar.digital_adders": "chain"})
+    assert chain.crossbar.digital_adders == "chain"
+    with pytest.raises(TargetError, match="digital_adders = 'wallace'; known: tree, chain"):
+        with_fields(load_target("sram-digital"), {"cores.crossbar.digital_adders": "wallace"})
