@@ -103,6 +103,12 @@ class CamCores:
     leaf_read_pj: float = 1.0           # assumption: one 32-bit SRAM word read (Horowitz 45 nm: ~1 pJ)
     reduce_pj_per_add: float = 0.9      # Horowitz 45 nm: FP32 add 0.9 pJ
     core_area_mm2: float = 0.0          # (0: not modelled)
+    # inputs reach the data lines through a DAC per column on each core (X-TIME), instead of being
+    # threshold-coded on the vector core and sent as codes
+    input_dacs: bool = False
+    # partial sums of the blocks: "chain" (block after block in tree order: float32 sums in
+    # onnxruntime's order) or "tree" (pairwise through the network's adders: log2 levels)
+    reduction: str = "chain"
     kind: str = "cam"
 
     @property
@@ -277,7 +283,9 @@ _CAM = {"kind": (str, True), "count": (int, True), "technology": (str, True), "r
         "max_cells_per_feature": (int, False), "search_cycles": (int, False),
         "resolve_cycles_per_match": (int, False), "leaf_read_cycles": (int, False),
         "reduce_cycles_per_level": (int, False), "search_pj_per_cell": (float, False),
-        "leaf_read_pj": (float, False), "reduce_pj_per_add": (float, False), "core_area_mm2": (float, False)}
+        "leaf_read_pj": (float, False), "reduce_pj_per_add": (float, False), "core_area_mm2": (float, False),
+        "input_dacs": (bool, False), "reduction": (str, False)}
+CAM_REDUCTIONS = ("chain", "tree")
 
 
 def preset_names() -> list[str]:
@@ -447,6 +455,9 @@ def parse_target(text: str, origin: str = "<target>") -> Target:
                         "search_pj_per_cell", "leaf_read_pj", "reduce_pj_per_add", "core_area_mm2"):
                 if v.get(key, 0) < 0:
                     raise TargetError(f"{origin}: field {where}.{key} must not be negative")
+            if v.get("reduction", "chain") not in CAM_REDUCTIONS:
+                raise TargetError(f"{origin}: {where}.reduction = {v['reduction']!r}; known: "
+                                  f"{', '.join(CAM_REDUCTIONS)}")
             v.pop("kind")
             v.setdefault("arrays_per_core", 1)
             cores.append(CamCores(**v))

@@ -149,7 +149,8 @@ for _s in (
           "dst[f] = #{k: src[f] >= ge[f, k]} + #{k: src[f] > gt[f, k]} with operands ge, gt (f32 [F, K] "
           "cut tables, NaN-padded) and nan (f32 [F]); a NaN input gets code nan[f]. dst is i32 [F], src f32 [F]. "
           "A feature's code is the number of its thresholds the input lies above, so comparing codes in the "
-          "CAM gives the same decisions as comparing the values with the thresholds", shape="cenc", cost="cenc",
+          "CAM gives the same decisions as comparing the values with the thresholds. On a CAM core it stands for "
+          "the core's input DACs (the same codes, timed as one conversion per feature)", shape="cenc", cost="cenc",
           dtypes="i32 f32 f32 f32 f32"),
     _spec("csearch", "dst src src src src imm", "cam", "search the rows of analog CAM arrays",
           "dst[r] = 1 if lo[r, f] <= q[f] < hi[r, f] for every feature f, else 0, with operands lo, hi "

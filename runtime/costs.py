@@ -73,6 +73,7 @@ class CostModel:
         self.layer_names = {layer.index: layer.name for layer in program.layers}
         self.port_buffers = {q.buffer for q in program.inputs + program.outputs}
         self.cell_g_us = self.c.cell_g_us or (0.5 * device_model(target.device).g_max if self.c.read_v > 0 else 0.0)
+        self.cam_cores = target.core_range("cam") if target.cam is not None else range(0)
 
     def ns(self, ns: float) -> float:
         return ns * self.ghz
@@ -103,7 +104,11 @@ class CostModel:
             cost.cycles = max(cost.cycles, math.ceil(self.bits(dst) / 8 / c.io_bytes_per_cycle))
 
     def _vector(self, ins: Instr, core: int, cost: Cost) -> None:
-        """The vector unit: ``work`` lane operations of the instruction's cost class."""
+        """The vector unit: ``work`` lane operations of the instruction's cost class. On a CAM
+        core (``_cam_periphery``) the same work is its input DACs or its reduction network."""
+        if core in self.cam_cores:
+            self._cam_periphery(ins, core, cost)
+            return
         c, views, kind = self.c, ins.views(), ins.spec.cost
         if kind == "mvm":
             n, k = self.p.consts[ins.operands[1].name].shape[-2:]
@@ -131,6 +136,26 @@ class CostModel:
         cost.busy[Unit("vector", core)] = cost.cycles
         cost.energy["vector"] = energy
         cost.energy["buffer"] = sum(self.bits(v) for v in views) * c.buffer_pj_per_bit
+
+    def _cam_periphery(self, ins: Instr, core: int, cost: Cost) -> None:
+        """Digital-class work a CAM core does with its own periphery: ``cenc`` is its input DACs
+        (one per feature column, converting at once: one cycle, a ``cell_bits`` level DAC each),
+        an element-wise op (``add`` of two blocks' sums) one level of the reduction network's
+        adders, ``fill`` clears its accumulator; a CAM core has no vector unit for anything else."""
+        cam, views = self.t.cam, ins.views()
+        if ins.spec.cost == "cenc":
+            cost.cycles = 1
+            cost.energy["dac"] = views[0].size * self.c.dac_read_pj(cam.cell_bits)
+        elif ins.opcode in BINARY_OPS:
+            cost.cycles = cam.reduce_cycles_per_level
+            cost.energy["cam_reduce"] = views[0].size * cam.reduce_pj_per_add
+        elif ins.opcode == "fill":   # clearing the accumulator the leaves are added onto
+            cost.cycles = 1
+            cost.energy["buffer"] = self.bits(views[0]) * self.c.buffer_pj_per_bit
+        else:
+            raise TimingError(f"{ins.opcode} on CAM core {core}: a CAM core has DACs and a reduction network, "
+                              "not a vector unit")
+        cost.busy[Unit("cam", core)] = cost.cycles
 
     def _gather(self, ins: Instr, core: int, cost: Cost) -> None:
         """A table lookup is a digital memory read of the rows moved (and of the indices): the

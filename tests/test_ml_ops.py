@@ -8,6 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from nmc.backends.target import load_target, with_fields
 from nmc.compiler.driver import compile_model
 from nmc.compiler.errors import UnsupportedOpError
 from nmc.runtime.crossbar import SimOptions
@@ -150,8 +151,14 @@ def test_forest_probability_ties_round_as_onnxruntime_does():
                                                 providers=["CPUExecutionProvider"]).run(None, {"X": x_test})
     ties = np.flatnonzero(np.abs(probabilities[:, 1] - 0.5) < 1e-6)
     assert len(x_test) == 171 and len(ties) >= 1
-    c = compile_model(onx, "acam", pass_options={"cam-mapping": "lossless=true"})
+    chain = with_fields(load_target("acam"), {"cores.cam.reduction": "chain"})
+    c = compile_model(onx, chain, pass_options={"cam-mapping": "lossless=true"})
     assert len(next(m.cam for m in c.graph.mapping.values() if m.unit == "cam").blocks) > 1
     out = execute(c.program, {"X": x_test}, options=SimOptions(noise=False))
     np.testing.assert_array_equal(out["probabilities"], probabilities)  # bit for bit, ties included
     np.testing.assert_array_equal(out["label"].astype(np.int64), label)
+    # the preset's tree-shaped reduction adds the blocks' sums pairwise: the same within rounding
+    tree = compile_model(onx, "acam", pass_options={"cam-mapping": "lossless=true"})
+    got = execute(tree.program, {"X": x_test}, options=SimOptions(noise=False))["probabilities"]
+    np.testing.assert_allclose(got, probabilities, atol=1e-6)
+    assert not np.array_equal(got, probabilities)

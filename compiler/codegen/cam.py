@@ -1,11 +1,15 @@
 """Lowering of a tree ensemble mapped to analog CAM (``CamMapping``).
 
 On the vector core (the target's vector core) the input is threshold-coded (``cenc``) and sent to the first core
-of every row block. Each CAM core searches its rows (``csearch``: one match line per
-root-to-leaf path), reads the leaves of the matched rows from leaf memory and adds them per
-target (``cleaf``, which adds onto dst row after row). Under SUM the running sum passes from block to
-block in row order, which is tree order (block 0 starts from 0, the last sends it to the vector core),
-so the trees add one after another in float32 as onnxruntime adds them on one thread.
+of every row block — or, with ``input_dacs``, the input itself is sent and each block's DACs code
+it (a ``cenc`` on the CAM core: the same codes, priced as one DAC conversion per feature). Each CAM
+core searches its rows (``csearch``: one match line per root-to-leaf path), reads the leaves of the
+matched rows from leaf memory and adds them per target (``cleaf``, which adds onto dst row after row).
+Under SUM with the ``chain`` reduction the running sum passes from block to block in row order, which
+is tree order (block 0 starts from 0, the last sends it to the vector core), so the trees add one
+after another in float32 as onnxruntime adds them on one thread; with ``tree`` each block sums its
+own leaves and the partial sums meet pairwise through the network's adders (log2 blocks levels, the
+float32 sums in another order: equal to onnxruntime's within rounding).
 Averaging, base values and the post transform follow as ordinary digital nodes. For the MIN /
 MAX aggregates the reduction network compares instead of adding (``cleafmin`` / ``cleafmax``), a
 second ``cleaf`` counts the matched leaves that have a value per target, and the vector core writes 0
@@ -46,10 +50,18 @@ class CamLowering:
         codes = e.buffer(features, dtype="i32")
         codes_v = view(codes, 0, [(features, 1)])
         xb, xo = self.low.place(x)
-        e.emit("cenc", codes_v, view(xb, xo, [(features, 1)]), view(ge_c, 0, [(features, width), (width, 1)]),
-               view(gt_c, 0, [(features, width), (width, 1)]), view(nan_c, 0, [(features, 1)]))
-        for block in cam.blocks:
-            e.emit("send", CoreRef(block.core), codes_v)
+        x_v = view(xb, xo, [(features, 1)])
+        tables = (view(ge_c, 0, [(features, width), (width, 1)]), view(gt_c, 0, [(features, width), (width, 1)]),
+                  view(nan_c, 0, [(features, 1)]))
+        if cam.input_dacs:
+            for block in cam.blocks:
+                e.emit("send", CoreRef(block.core), x_v)
+        else:
+            e.emit("cenc", codes_v, x_v, *tables)
+            for block in cam.blocks:
+                e.emit("send", CoreRef(block.core), codes_v)
+        tree = cam.reduction == "tree" and not extreme
+        parts = []
         # 2. search and leaf accumulation on each CAM core
         lo, hi, leaves = (g.constants[n] for n in (cam.lo, cam.hi, cam.leaves))
         for index, block in enumerate(cam.blocks):
@@ -61,12 +73,22 @@ class CamLowering:
             lo_c = e.constant(lo[rows], dtype="i32")
             hi_c = e.constant(hi[rows], dtype="i32")
             leaf_c = e.constant(leaves[rows])
-            e.emit("recv", view(local, 0, [(features, 1)]), CoreRef(self.low.vector_core))
+            if cam.input_dacs:   # the block's DACs code the input it receives
+                raw = e.buffer(features)
+                e.emit("recv", view(raw, 0, [(features, 1)]), CoreRef(self.low.vector_core))
+                e.emit("cenc", view(local, 0, [(features, 1)]), view(raw, 0, [(features, 1)]), *tables)
+            else:
+                e.emit("recv", view(local, 0, [(features, 1)]), CoreRef(self.low.vector_core))
             bounds = [(block.rows, features), (features, 1)]
             e.emit("csearch", view(match, 0, [(block.rows, 1)]), view(lo_c, 0, bounds), view(hi_c, 0, bounds),
                    view(levels_c, 0, [(features, 1)]), view(local, 0, [(features, 1)]), float(cam.columns))
             leaf_v = view(leaf_c, 0, [(block.rows, targets), (targets, 1)])
             part_v = view(part, 0, [(targets, 1)])
+            if tree:  # each block its own sum; the blocks meet pairwise below
+                e.emit("fill", part_v, 0.0)
+                e.emit("cleaf", part_v, view(match, 0, [(block.rows, 1)]), leaf_v, float(block.trees))
+                parts.append((block.core, part_v, view(e.buffer(targets), 0, [(targets, 1)])))
+                continue
             if not extreme:
                 # SUM: the running sum passes from block to block in row (tree) order, each block
                 # adding its leaves one after another, as onnxruntime adds the trees in order
@@ -86,12 +108,26 @@ class CamLowering:
                 e.emit("cleaf", view(part, 0, [(targets, 1)]), view(match, 0, [(block.rows, 1)]),
                        view(has_c, 0, [(block.rows, targets), (targets, 1)]), float(block.trees))
                 e.emit("send", CoreRef(self.low.vector_core), view(part, 0, [(targets, 1)]))
-        # 3. the vector core takes the sum from the last block, or combines the blocks' extremes
+        # 3. the tree reduction: at level l block i (a multiple of 2^(l+1)) adds block i + 2^l's sum
+        step = 1
+        while tree and step < len(parts):
+            for i in range(0, len(parts) - step, 2 * step):
+                (core, part_v, _), (other, other_v, _) = parts[i], parts[i + step]
+                e.core = other
+                e.emit("send", CoreRef(core), other_v)
+                e.core = core
+                e.emit("recv", parts[i][2], CoreRef(other))
+                e.emit("add", part_v, part_v, parts[i][2])
+            step *= 2
+        if tree:
+            e.core = parts[0][0]
+            e.emit("send", CoreRef(self.low.vector_core), parts[0][1])
+        # 4. the vector core takes the sum, or combines the blocks' extremes
         e.core = self.low.vector_core
         yb, yo = self.low.place(y)
         out = view(yb, yo, [(targets, 1)])
         if not extreme:
-            e.emit("recv", out, CoreRef(cam.blocks[-1].core))
+            e.emit("recv", out, CoreRef(parts[0][0] if tree else cam.blocks[-1].core))
             return
         back = e.buffer(targets)
         back_v = view(back, 0, [(targets, 1)])

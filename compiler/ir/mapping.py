@@ -107,6 +107,8 @@ class CamMapping:
     utilization: float   # rows × columns used over the cells of the cores used
     lossless: bool       # no threshold was merged
     warnings: tuple[str, ...] = ()
+    input_dacs: bool = False   # inputs coded by each core's DACs, not on the vector core
+    reduction: str = "chain"   # partial sums block after block, or pairwise ("tree")
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,7 @@ class CamMappingPass(Pass):
         leaves = g.add_constant(f"{node.name}.cam_leaves", np.asarray(leaf_rows, dtype=np.float32))
         return CamMapping(lo, hi, leaves, tuple(codes), tuple(blocks), paths, rows, columns, cores,
                           cores * cam.arrays_per_core, rows * columns / (cores * cam.rows * cam.cols),
-                          not any(c.merged for c in codes), tuple(warnings))
+                          not any(c.merged for c in codes), tuple(warnings), cam.input_dacs, cam.reduction)
 
     def _codes(self, table: np.ndarray, n_features: int, cell_bits: int, max_cells: int | None):
         """Per feature: the cuts, their code (merged if the cell cap forces it), and for every
