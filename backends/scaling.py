@@ -83,6 +83,9 @@ def _fit(node: int, supply_v: float) -> float:
     factor = e2 * supply_v ** 2 + e1 * supply_v + e0
     if factor <= 0:
         raise ScalingError(f"supply {supply_v:g} V is below where the {node}-nm fit stays positive")
+    if e2 > 0 and supply_v < -e1 / (2 * e2):
+        raise ScalingError(f"supply {supply_v:g} V is below {-e1 / (2 * e2):.3g} V, where the {node}-nm fit's "
+                           "energy stops falling with the supply (outside the voltages it was fitted over)")
     return factor
 
 

@@ -45,7 +45,9 @@ def test_smaller_nodes_and_lower_supplies_cost_less():
 
 
 @pytest.mark.parametrize("node, supply, message", [(5, 0.7, "cover 7–180 nm"), (200, 1.8, "cover 7–180 nm"),
-                                                   (7, 0.2, "outside the 0.3–2.0 V")])
+                                                   (7, 0.2, "outside the 0.3–2.0 V"),
+                                                   (65, 0.5, "below 0.586 V, where the 65-nm fit's energy stops"),
+                                                   (90, 0.45, "below 0.502 V")])
 def test_nodes_and_supplies_outside_the_fits_are_refused(node, supply, message):
     with pytest.raises(ScalingError, match=message):
         energy_factor(node, supply)
