@@ -1,4 +1,5 @@
-"""Energy of digital logic across process nodes and supply voltages.
+"""Energy across process nodes and supply voltages: digital logic and SRAM by the fits below, ADCs
+by the supply alone (``adc_supply_factor``).
 
 Stillmaker and Baas, "Scaling equations for the accurate prediction of CMOS device performance
 from 180 nm to 7 nm", Integration, the VLSI Journal 58, 74–81 (2017), fit the energy per
@@ -39,21 +40,6 @@ HOROWITZ = (45, 0.9)
 # ISAAC's components (Shafiee et al., ISCA 2016: 32 nm; no supply stated, 0.9 V assumed — the node's
 # nominal supply) behind the defaults of costs.adc_walden_fj, dac_pj and shift_add_pj
 ISAAC = (32, 0.9)
-# An ADC's conversion energy is C·V² of capacitors sized for matching and noise, which do not shrink
-# with the node the way logic does (Murmann's ADC survey: at low SNDR "the energy plateaus at some
-# CV²-type energy level"). Three published 8-bit SAR column ADCs agree within 30 % once scaled by V²
-# alone: ISAAC's 1.67 pJ (32 nm), Jia et al.'s 1.79 pJ (65 nm, 0.85 V; 3.56 pJ at 1.2 V — V² again)
-# and the C-2C macro's ~1.4 pJ (22 nm, 0.7 V; 34 % of its energy); logic scaling would put them 4× apart.
-ADC_SUPPLY_V = ISAAC[1]
-
-
-def adc_supply_factor(supply_v: float) -> float:
-    """ISAAC's ADC energy at ``supply_v`` relative to its own: (V / 0.9 V)²."""
-    if not 0.3 <= supply_v <= 2.0:
-        raise ScalingError(f"supply {supply_v:g} V is outside the 0.3–2.0 V the scaling equations were fitted over")
-    return (supply_v / ADC_SUPPLY_V) ** 2
-
-
 # Horowitz (ISSCC 2014, 45 nm): a 64-bit read of an 8-KB SRAM takes 10 pJ, per bit
 HOROWITZ_SRAM_PJ_PER_BIT = 10.0 / 64
 
@@ -92,3 +78,18 @@ def _fit(node: int, supply_v: float) -> float:
 def scale_energy(pj: float, source: tuple[float, float], target: tuple[float, float]) -> float:
     """``pj`` measured at ``source`` (node nm, supply V), at ``target`` (node nm, supply V)."""
     return pj * energy_factor(*target) / energy_factor(*source)
+
+
+# An ADC's conversion energy is C·V² of capacitors sized for matching and noise, which do not shrink
+# with the node the way logic does (Murmann's ADC survey: at low SNDR "the energy plateaus at some
+# CV²-type energy level"). Three published 8-bit SAR column ADCs agree within 30 % once scaled by V²
+# alone: ISAAC's 1.67 pJ (32 nm), Jia et al.'s 1.79 pJ (65 nm, 0.85 V; 3.56 pJ at 1.2 V — V² again)
+# and the C-2C macro's ~1.4 pJ (22 nm, 0.7 V; 34 % of its energy); logic scaling would put them 4× apart.
+ADC_SUPPLY_V = ISAAC[1]
+
+
+def adc_supply_factor(supply_v: float) -> float:
+    """ISAAC's ADC energy at ``supply_v`` relative to its own: (V / 0.9 V)²."""
+    if not 0.3 <= supply_v <= 2.0:
+        raise ScalingError(f"supply {supply_v:g} V is outside the 0.3–2.0 V the scaling equations were fitted over")
+    return (supply_v / ADC_SUPPLY_V) ** 2
