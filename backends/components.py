@@ -38,7 +38,8 @@ def digital_cim_read_pj(rows: int, weight_bits: int, input_bits: int, outputs: i
     ``weight_bits``-bit weight (one gate per weight bit); the ``rows`` products of an output are
     summed by an adder tree (Chih et al., ISSCC 2021; Fujiwara et al., ISSCC 2022) or a chain of
     full adders down the column (``adders = "chain"``); a shift-and-add accumulator as wide as the
-    finished dot product (``weight_bits + log2(rows) + input_bits`` bits) takes the sum."""
+    finished dot product (``weight_bits + log2(rows) + input_bits`` bits) takes the sum. No SRAM
+    read is charged per cycle: the product gate reads the cell's storage node, not a bit line."""
     adder = adder_tree_full_adders if adders == "tree" else adder_chain_full_adders
     accumulator = weight_bits + math.ceil(math.log2(max(rows, 2))) + input_bits
     return outputs * ((adder(rows, weight_bits) + accumulator) * fa_pj + rows * weight_bits * gate_pj)
