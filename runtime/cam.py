@@ -212,12 +212,21 @@ def add_leaves_reference(total: np.ndarray, lines: np.ndarray, leaves: np.ndarra
 # ``kernel(machine, opcode, operands, iterations)`` for the CAM opcodes (runtime.machine.KERNELS)
 
 def _cenc(m, op, ops, iters) -> None:
-    """Feature values → codes: the number of thresholds each value passes (≥ ge, > gt)."""
+    """Feature values → codes: the number of thresholds each value passes (≥ ge, > gt). CAM cores
+    with input DACs each code the same input with the same tables: the chunk's last coding is
+    reused when both are equal (compared, not hashed)."""
     x = m.view(ops[1], iters)
     ge, gt = m.view(ops[2], ())[0], m.view(ops[3], ())[0]
     nan = m.view(ops[4], ())[0]
     dst = m.view(ops[0], iters)
-    dst[...] = threshold_codes(x.reshape(-1, x.shape[-1]), ge, gt, nan).reshape(dst.shape)
+    tables = (ops[2].buffer, ops[3].buffer, ops[4].buffer)
+    last = getattr(m, "last_coding", None)
+    if last is not None and last[0] == tables and last[1].shape == x.shape and np.array_equal(last[1], x, equal_nan=True):
+        dst[...] = last[2]
+        return
+    codes = threshold_codes(x.reshape(-1, x.shape[-1]), ge, gt, nan).reshape(dst.shape)
+    dst[...] = codes
+    m.last_coding = (tables, np.array(x), codes)
 
 
 def _csearch(m, op, ops, iters) -> None:

@@ -223,6 +223,7 @@ class Machine:
         self.bound: dict[str, int] = {}  # counters of the sequential loops running, and their values
         self.reads: dict[str, int] = {}  # crossbar reads of each tile so far in this chunk
         self.used = False
+        self.last_coding = None
 
     @property
     def target(self) -> Target:
@@ -241,6 +242,7 @@ class Machine:
         self.first, self.batch = first, batch
         self.reads = {}
         self.bound = {}
+        self.last_coding = None  # runtime.cam: the chunk's last threshold coding, for identical inputs
 
     # ------------------------------------------------------------------ operands
     def view(self, v: View, iters: tuple[_Iter, ...]) -> np.ndarray:

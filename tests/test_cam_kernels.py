@@ -196,3 +196,36 @@ def test_blocks_are_programmed_alike_whatever_searches_first():
             np.testing.assert_array_equal(other.arrays[f"match{b}"], first.arrays[f"match{b}"])
     moved = [(first.cams[(f"lo{b}", f"hi{b}")].lo != arrays[f"lo{b}"][0]).any() for b in range(3)]
     assert any(moved)  # the noise is on: some programmed bound moved
+
+
+def test_a_chunks_repeated_coding_is_reused_only_for_equal_inputs_and_tables():
+    """CAM cores with input DACs each code the same input: the kernel reuses the chunk's last
+    coding when input and tables are equal, and codes anew when either differs."""
+    from types import SimpleNamespace
+
+    from nmc.runtime.cam import _cenc, threshold_codes_reference
+
+    rng = np.random.default_rng(5)
+    ge = np.sort(rng.normal(size=(3, 4)).astype(np.float32), axis=1)
+    gt = ge + np.float32(0.1)
+    arrays = {"x": rng.normal(size=(6, 3)).astype(np.float32), "y": None, "ge": ge[None], "gt": gt[None],
+              "ge2": (ge + 1)[None], "nan": np.full((1, 3), 9.0, np.float32), "d": np.zeros((6, 3), np.int32)}
+    arrays["x"][2, 1] = np.nan
+    m = _Machine(arrays, None, {}, SimOptions())
+    m.last_coding = None
+    ops = [SimpleNamespace(buffer=b) for b in ("d", "x", "ge", "gt", "nan")]
+
+    def expect(tables="ge"):
+        return threshold_codes_reference(arrays["x"], arrays[tables][0], gt, arrays["nan"][0])
+
+    _cenc(m, "cenc", ops, ())
+    np.testing.assert_array_equal(arrays["d"], expect())
+    arrays["d"][...] = -1
+    _cenc(m, "cenc", ops, ())                       # the same input and tables: reused (NaN included)
+    np.testing.assert_array_equal(arrays["d"], expect())
+    arrays["x"][0, 0] += np.float32(3.0)            # another input
+    _cenc(m, "cenc", ops, ())
+    np.testing.assert_array_equal(arrays["d"], expect())
+    ops[2] = SimpleNamespace(buffer="ge2")          # other tables
+    _cenc(m, "cenc", ops, ())
+    np.testing.assert_array_equal(arrays["d"], expect("ge2"))
