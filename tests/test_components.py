@@ -98,3 +98,16 @@ def test_adder_chains_by_hand():
     assert chain.crossbar.digital_adders == "chain"
     with pytest.raises(TargetError, match="digital_adders = 'wallace'; known: tree, chain"):
         with_fields(load_target("sram-digital"), {"cores.crossbar.digital_adders": "wallace"})
+
+
+def test_dac_and_shift_add_at_two_nodes_by_hand():
+    """ISAAC's 32-nm 1-bit DAC (3.9 fJ) and shift-and-add (21 fJ) at 7 nm, 0.8 V and at 65 nm,
+    1.1 V: times 0.065358 / 0.457137 and (3.755·1.21 − 4.398·1.1 + 1.975) / 0.457137; an 8-bit level
+    DAC at 7 nm is 255 of its units."""
+    base = load_target("sram-analog")
+    for node, v, factor in ((7, 0.8, 0.065358 / 0.457137), (65, 1.1, 1.68075 / 0.457137)):
+        c = with_fields(base, {"chip.node_nm": node, "chip.supply_v": v}).costs
+        assert c.dac_pj == pytest.approx(0.0039 * factor, rel=1e-4)
+        assert c.shift_add_pj == pytest.approx(0.021 * factor, rel=1e-4)
+    seven = with_fields(base, {"chip.node_nm": 7, "chip.supply_v": 0.8}).costs
+    assert seven.dac_read_pj(8) == pytest.approx(255 * 0.0039 * 0.065358 / 0.457137, rel=1e-4)   # 0.142 pJ
