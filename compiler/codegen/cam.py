@@ -47,8 +47,6 @@ class CamLowering:
         nan_code = np.array([c.levels - 1 for c in cam.codes], np.float32)
         levels_c = e.constant(np.array([c.levels for c in cam.codes], np.float32), dtype="i32")
         ge_c, gt_c, nan_c = e.constant(ge), e.constant(gt), e.constant(nan_code)
-        codes = e.buffer(features, dtype="i32")
-        codes_v = view(codes, 0, [(features, 1)])
         xb, xo = self.low.place(x)
         x_v = view(xb, xo, [(features, 1)])
         tables = (view(ge_c, 0, [(features, width), (width, 1)]), view(gt_c, 0, [(features, width), (width, 1)]),
@@ -57,6 +55,7 @@ class CamLowering:
             for block in cam.blocks:
                 e.emit("send", CoreRef(block.core), x_v)
         else:
+            codes_v = view(e.buffer(features, dtype="i32"), 0, [(features, 1)])
             e.emit("cenc", codes_v, x_v, *tables)
             for block in cam.blocks:
                 e.emit("send", CoreRef(block.core), codes_v)
@@ -112,12 +111,12 @@ class CamLowering:
         step = 1
         while tree and step < len(parts):
             for i in range(0, len(parts) - step, 2 * step):
-                (core, part_v, _), (other, other_v, _) = parts[i], parts[i + step]
+                (core, part_v, inbox), (other, other_v, _) = parts[i], parts[i + step]
                 e.core = other
                 e.emit("send", CoreRef(core), other_v)
                 e.core = core
-                e.emit("recv", parts[i][2], CoreRef(other))
-                e.emit("add", part_v, part_v, parts[i][2])
+                e.emit("recv", inbox, CoreRef(other))
+                e.emit("add", part_v, part_v, inbox)
             step *= 2
         if tree:
             e.core = parts[0][0]
