@@ -40,6 +40,9 @@ class SampleNoise:
             lo, hi = max(self.first, block * size), min(end, (block + 1) * size)
             stream = np.random.Generator(np.random.PCG64(np.random.SeedSequence(
                 (self.seed, *self.read, draw, block))))
+            if lo == block * size:   # the block's samples from its first: drawn in place
+                stream.standard_normal(dtype=np.float32, out=flat[lo - self.first: hi - self.first])
+                continue
             values = stream.standard_normal(((hi - block * size), per), dtype=np.float32)
             flat[lo - self.first: hi - self.first] = values[lo - block * size:]
         return out
