@@ -347,7 +347,7 @@ HOROWITZ_COSTS = ("vector_op_pj", "vector_mul_pj", "vector_int_op_pj", "digital_
 ISAAC_COSTS = ("dac_pj", "shift_add_pj")
 
 
-def _scale_digital(origin: str, chip: dict, cost_values: dict) -> None:
+def _scale_to_node(origin: str, chip: dict, cost_values: dict) -> None:
     node, supply = chip.get("node_nm"), chip.get("supply_v")
     if node is None and supply is None:
         return
@@ -482,7 +482,7 @@ def parse_target(text: str, origin: str = "<target>") -> Target:
         if key in cost_values and cost_values[key] == 0:
             raise TargetError(f"{origin}: field costs.{key} must be positive")
     chip, verify = sections["chip"], sections["verify"]
-    _scale_digital(origin, chip, cost_values)
+    _scale_to_node(origin, chip, cost_values)
     if chip.get("chips", 0) < 0:
         raise TargetError(f"{origin}: field chip.chips = {chip['chips']} must not be negative (0: as many as needed)")
     if chip.get("overflow", "error") not in OVERFLOWS:

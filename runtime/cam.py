@@ -219,9 +219,10 @@ def _cenc(m, op, ops, iters) -> None:
     ge, gt = m.view(ops[2], ())[0], m.view(ops[3], ())[0]
     nan = m.view(ops[4], ())[0]
     dst = m.view(ops[0], iters)
-    tables = (ops[2].buffer, ops[3].buffer, ops[4].buffer)
+    tables = tuple(ops[2:5])   # the table views themselves (frozen: compared by value)
     last = getattr(m, "last_coding", None)
-    if last is not None and last[0] == tables and last[1].shape == x.shape and np.array_equal(last[1], x, equal_nan=True):
+    if (last is not None and last[0] == tables and last[1].shape == x.shape
+            and np.array_equal(last[1], x, equal_nan=True)):
         dst[...] = last[2]
         return
     codes = threshold_codes(x.reshape(-1, x.shape[-1]), ge, gt, nan).reshape(dst.shape)

@@ -122,3 +122,18 @@ def test_the_digits_cnn_on_charge_combined_sram():
         assert np.abs(y - ref).max() <= 0.1 * np.abs(ref).max()
     assert energy["charge"]["adc"] == pytest.approx(energy["digital"]["adc"] / 8)
     assert energy["charge"]["array"] == pytest.approx(energy["digital"]["array"])   # every bit cell still read
+
+
+def test_a_combined_conversion_has_one_adc_offset_per_output():
+    """Each output's one converter has one static offset (not one per slice): the result is the
+    combined current plus that offset, rounded to the step once."""
+    rng = np.random.default_rng(6)
+    k, n, lsb = 20, 5, 16.0
+    q = rng.integers(-8, 8, (n, k))
+    x = rng.integers(0, 16, (40, k))
+    device = Device("sram-analog", adc_offset_lsb=1.5)
+    pt = ProgrammedTile(tile(63 * lsb), q, SPEC, device, SimOptions(), rng)
+    assert pt.adc_offset.shape == (1, n)
+    combined = x @ (q + 8).T + pt.adc_offset[0] * lsb
+    want = np.clip(np.rint(combined / lsb), 0, 63) * lsb - 8 * x.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(pt.mvm_physical(x), want, rtol=0, atol=1e-3)
