@@ -18,12 +18,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _digits import HERE, load_split, save_test_split  # noqa: E402
 
 
-def main() -> None:
+def build(hidden: tuple[int, ...] = (64, 32)) -> onnx.ModelProto:
+    """A digits MLPClassifier with ``hidden`` layer sizes, trained (fixed split and seed) and
+    exported with its probabilities as the only output."""
     from skl2onnx import to_onnx
     from sklearn.neural_network import MLPClassifier
 
     x_train, y_train, x_test, y_test = load_split()
-    clf = MLPClassifier(hidden_layer_sizes=(64, 32), max_iter=300, random_state=0)
+    clf = MLPClassifier(hidden_layer_sizes=hidden, max_iter=300, random_state=0)
     clf.fit(x_train, y_train)
     print(f"sklearn test accuracy: {clf.score(x_test, y_test):.4f}")
 
@@ -36,10 +38,15 @@ def main() -> None:
     model.opset_import.extend(op for op in full.opset_import if op.domain in ("", "ai.onnx"))
     model.ir_version = full.ir_version
     model.producer_name, model.producer_version = full.producer_name, full.producer_version
-    model.doc_string = "digits MLPClassifier (64-32), probabilities only; see examples/make_digits_mlp.py"
+    sizes = "-".join(str(h) for h in hidden)
+    model.doc_string = f"digits MLPClassifier ({sizes}), probabilities only; see examples/make_digits_mlp.py"
     onnx.checker.check_model(model)
     print("ops:", sorted({n.op_type for n in model.graph.node}), "outputs:", [o.name for o in model.graph.output])
-    onnx.save(model, HERE / "digits_mlp.onnx")
+    return model
+
+
+def main() -> None:
+    onnx.save(build(), HERE / "digits_mlp.onnx")
     save_test_split()
 
 
