@@ -76,6 +76,7 @@ class ProgrammedTile:
         self._g_t = np.ascontiguousarray(g_conv.reshape(-1, k).T)  # [K, C·N]: one GEMM per read
         self._var_t = None if var_conv is None else np.ascontiguousarray(var_conv.reshape(-1, k).T)
         self._q_t = None
+        self._f32_exact = None  # largest Σ|g| of a column (exact cells), once asked
         self._orders: dict[bytes, ProgrammedTile] = {}
         self.compensation = 1.0
         self.column_gain = self.column_offset = None  # per output column, after recombination
@@ -277,13 +278,21 @@ class ProgrammedTile:
         m, k = xu.shape
         n, slices = self.q.shape[0], self.n_conversions
         dtype = np.float32 if self.noisy else np.float64
+        # exact cells: a float32 product is exact while every column sum stays below 2^24
+        level_max = arith.input_max if arith.dac_reads == 1 else (1 << arith.dac_bits) - 1  # one read's largest input
+        product = np.float32 if self.noisy or self._exact_in_float32(level_max) else dtype
         if arith.dac_reads == 1:
-            n_in, d = 1, xu.astype(dtype)
-        else:
-            d = arith.dac_slices(xu.astype(np.int64))  # [I, M, K]
-            n_in = d.shape[0]
-            d = np.ascontiguousarray(d.transpose(1, 0, 2), dtype=dtype).reshape(m * n_in, k)
-        g_t, var_t = self._matrices(dtype)
+            n_in, d = 1, xu.astype(product)
+        elif arith.dac_bits == 1 and arith.in_bits <= 8:  # bit planes [M, I, K], least significant first
+            n_in = arith.dac_reads
+            planes = np.unpackbits(xu.astype(np.uint8)[:, None, :], axis=1, count=n_in, bitorder="little")
+            d = planes.astype(product).reshape(m * n_in, k)
+        else:  # input slices in sample-major order [M, I, K]: row (m, i) is slice i of row m
+            n_in = arith.dac_reads
+            shifts = (np.arange(n_in, dtype=np.int32) * arith.dac_bits)[None, :, None]
+            codes = np.right_shift(xu.astype(np.int32)[:, None, :], shifts)
+            d = np.bitwise_and(codes, (1 << arith.dac_bits) - 1, out=codes).astype(product).reshape(m * n_in, k)
+        g_t, var_t = self._matrices(product)
         currents = d @ g_t  # [M·I, C·N]
         lsb, lo, hi = self.adc()
         variance = None  # per conversion: read noise of the driven cells, plus the ADC's own
@@ -292,14 +301,19 @@ class ProgrammedTile:
         if self.noise_on and self.device.adc_noise_lsb > 0:
             adc = (self.device.adc_noise_lsb * lsb) ** 2
             variance = adc if variance is None else np.add(variance, adc, out=variance)
-        if variance is not None:  # one draw per conversion: the two Gaussians' sum
-            z = noise.normal(phase, (currents.size // noise.samples,)).reshape(currents.shape)
-            z *= np.sqrt(variance, out=variance) if isinstance(variance, np.ndarray) else np.sqrt(variance)
-            currents += z
-        codes = currents.reshape(m, n_in * slices, n)
-        if self.adc_offset is not None:  # [C, N] per column, the same at every read
-            codes += np.tile(self.adc_offset, (n_in, 1))[None] * lsb
-        np.divide(codes, lsb, out=codes)
+        if variance is None and self.adc_offset is None:  # the ADC's input is the exact sum, in dtype
+            codes = np.divide(currents, lsb, dtype=dtype).reshape(m, n_in * slices, n)
+        else:
+            if currents.dtype != dtype:
+                currents = currents.astype(dtype)
+            if variance is not None:  # one draw per conversion: the two Gaussians' sum
+                z = noise.normal(phase, (currents.size // noise.samples,)).reshape(currents.shape)
+                z *= np.sqrt(variance, out=variance) if isinstance(variance, np.ndarray) else np.sqrt(variance)
+                currents += z
+            codes = currents.reshape(m, n_in * slices, n)
+            if self.adc_offset is not None:  # [C, N] per column, the same at every read
+                codes += np.tile(self.adc_offset, (n_in, 1))[None] * lsb
+            np.divide(codes, lsb, out=codes)
         np.rint(codes, out=codes)
         np.maximum(codes, lo / lsb, out=codes)
         np.minimum(codes, hi / lsb, out=codes)
@@ -319,6 +333,12 @@ class ProgrammedTile:
         if self.column_offset is not None:
             out += self.column_offset
         return out
+
+    def _exact_in_float32(self, input_max: int) -> bool:
+        """Whether exact cells' column sums for inputs up to ``input_max`` stay below 2^24."""
+        if self._f32_exact is None:
+            self._f32_exact = float(np.abs(self._g_t).sum(axis=0).max(initial=0))
+        return input_max * self._f32_exact < 2 ** 24
 
     def _matrices(self, dtype) -> tuple[np.ndarray, np.ndarray | None]:
         """The conductance and read-variance matrices [K, C·N] in ``dtype``."""
