@@ -19,6 +19,7 @@ crossbar of the chip busy and the whole chip's area.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -274,6 +275,46 @@ def comparisons() -> list[Row]:
         Row("PUMA (Ankit 2019, simulated)", "isaac", "GOPS/mm²", "128×16 MVM, 16b×16b, all crossbars", 577.0,
             1e3 * s.tops_per_mm2_chip(), "PUMA's node differs from ISAAC's chip, whose areas the preset uses"),
     ]
+    rows += xtime_rows()
+    return rows
+
+
+# X-TIME's cycle-approximate simulator (HewlettPackard/X-TIME, cycle_accurate/README.md, "Results of
+# example codes"; 1 GHz, 8-bit inputs, 4-cycle searches, cores of 256×32, a tree NoC): (model,
+# features, classes, trees per class, ns per decision, M decisions/s)
+XTIME = (("churn CatBoost", 10, 2, 202, 85.0, 247.5), ("telco XGBoost", 19, 2, 159, 99.0, 164.8))
+
+
+@functools.lru_cache(maxsize=None)
+def xtime_forest(features: int, classes: int, trees: int):
+    """A boosted ensemble of X-TIME's model's shape: ``trees`` trees per class (one for two
+    classes), depth 6 (CatBoost's and XGBoost's default depth; the README does not give it),
+    trained on synthetic data — the cost depends on the trees' shape, not on what they learned."""
+    from sklearn.ensemble import GradientBoostingClassifier
+    from skl2onnx import to_onnx
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, features)).astype(np.float32)
+    y = np.argmax(x @ rng.standard_normal((features, classes)) + rng.standard_normal((3000, classes)), axis=1)
+    model = GradientBoostingClassifier(n_estimators=trees, max_depth=6, random_state=0).fit(x, y)
+    return to_onnx(model, x[:1], options={id(model): {"zipmap": False}})
+
+
+def xtime_rows() -> list[Row]:
+    from nmc.compiler.driver import compile_model
+
+    acam, rows = load_target("acam"), []
+    for model, features, classes, trees, ns, rate in XTIME:
+        stats = estimate(compile_model(xtime_forest(features, classes, trees), acam).program, acam)
+        work = f"{trees}-tree boosted ensemble, depth 6, {features} features, {classes} classes"
+        rows += [
+            Row(f"X-TIME (Pedretti et al. 2023, simulated): {model}", "acam", "ns per decision", work, ns,
+                stats.latency_s * 1e9, "end to end: input in, class scores out; X-TIME's tree NoC, nmc's mesh"),
+            Row(f"X-TIME (Pedretti et al. 2023, simulated): {model}", "acam", "M decisions/s", work, rate,
+                stats.throughput_per_s / 1e6, "pipelined; X-TIME's is bound by sending the 8-bit features "
+                "32 bits a cycle", gap="nmc's CAM core runs its search, match resolution, leaf reads and adds one "
+                "after another; X-TIME pipelines them (and maps one tree per core)"),
+        ]
     return rows
 
 

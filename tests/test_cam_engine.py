@@ -100,3 +100,38 @@ def test_the_engine_fields_are_checked():
         with_fields(load_target("acam"), {"cores.cam.reduction": "ring"})
     acam = load_target("acam")
     assert acam.cam.input_dacs and acam.cam.reduction == "tree"
+
+
+def _sends(program, core):
+    return [s.operands[0].core for s in program.cores[core] if isinstance(s, Instr) and s.opcode == "send"]
+
+
+def test_the_tree_network_distributes_the_input(forest):
+    """Under ``tree`` the vector core sends the input once and block i forwards it to blocks
+    2i+1 and 2i+2 (heap order), so no core sends more than three messages per inference (two
+    forwards, one partial sum); under ``chain`` the vector core sends one per block. Same outputs,
+    and the vector core is busy for less of each inference."""
+    onx, x = forest
+    vector = load_target("acam").vector_core
+    stats = {}
+    for reduction in ("chain", "tree"):
+        target = _engine(True, reduction)
+        compiled = compile_model(onx, target)
+        program = compiled.program
+        blocks = [b.core for b in next(m.cam for m in compiled.graph.mapping.values() if m.unit == "cam").blocks]
+        vector_sends = [c for c in _sends(program, vector) if c in blocks]
+        if reduction == "chain":
+            assert sorted(vector_sends) == sorted(blocks)
+        else:
+            assert vector_sends == [blocks[0]]
+            for i, core in enumerate(blocks):
+                forwards = [c for c in _sends(program, core) if c in blocks[i + 1:]]
+                assert forwards[:2] == [blocks[j] for j in (2 * i + 1, 2 * i + 2) if j < len(blocks)]
+                received = [s.operands[1].core for s in program.cores[core]
+                            if isinstance(s, Instr) and s.opcode == "recv"][0]
+                assert received == (vector if i == 0 else blocks[(i - 1) // 2])
+        stats[reduction] = (estimate(program, target), execute(program, {"X": x}, options=SimOptions(noise=False)))
+    (chain, a), (tree, b) = stats["chain"], stats["tree"]
+    assert tree.core_busy_cycles[str(vector)] < chain.core_busy_cycles[str(vector)]
+    np.testing.assert_allclose(b["probabilities"], a["probabilities"], atol=1e-6)
+    np.testing.assert_array_equal(b["label"], a["label"])

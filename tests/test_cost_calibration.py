@@ -27,7 +27,7 @@ def test_calibration_table_is_up_to_date(calibration):
 
 def test_predictions_within_bound_or_a_known_gap(calibration):
     rows = calibration.comparisons()
-    assert {r.preset for r in rows} == {"pcm", "rram", "sram-analog", "sram-digital", "isaac"}
+    assert {r.preset for r in rows} == {"pcm", "rram", "sram-analog", "sram-digital", "isaac", "acam"}
     predicted = {r.chip.split(" (")[0] for r in rows if r.predicted_only}
     assert len(predicted) >= 8, predicted
     for r in rows:

@@ -2,7 +2,10 @@
 
 On the vector core (the target's vector core) the input is threshold-coded (``cenc``) and sent to the first core
 of every row block — or, with ``input_dacs``, the input itself is sent and each block's DACs code
-it (a ``cenc`` on the CAM core: the same codes, priced as one DAC conversion per feature). Each CAM
+it (a ``cenc`` on the CAM core: the same codes, priced as one DAC conversion per feature). With the
+``tree`` reduction the same network distributes the input: the vector core sends it to block 0 and
+block i forwards it to blocks 2i+1 and 2i+2 (X-TIME's demultiplexer tree; log2 blocks levels, two
+sends per core instead of one per block on the vector core). Each CAM
 core searches its rows (``csearch``: one match line per root-to-leaf path), reads the leaves of the
 matched rows from leaf memory and adds them per target (``cleaf``, which adds onto dst row after row).
 Under SUM with the ``chain`` reduction the running sum passes from block to block in row order, which
@@ -51,14 +54,14 @@ class CamLowering:
         x_v = view(xb, xo, [(features, 1)])
         tables = (view(ge_c, 0, [(features, width), (width, 1)]), view(gt_c, 0, [(features, width), (width, 1)]),
                   view(nan_c, 0, [(features, 1)]))
-        if cam.input_dacs:
-            for block in cam.blocks:
-                e.emit("send", CoreRef(block.core), x_v)
-        else:
-            codes_v = view(e.buffer(features, dtype="i32"), 0, [(features, 1)])
-            e.emit("cenc", codes_v, x_v, *tables)
-            for block in cam.blocks:
-                e.emit("send", CoreRef(block.core), codes_v)
+        # the tree network also distributes the input: block i forwards it to blocks 2i+1 and 2i+2
+        fan = cam.reduction == "tree"
+        sent = x_v
+        if not cam.input_dacs:
+            sent = view(e.buffer(features, dtype="i32"), 0, [(features, 1)])
+            e.emit("cenc", sent, x_v, *tables)
+        for block in cam.blocks[:1] if fan else cam.blocks:
+            e.emit("send", CoreRef(block.core), sent)
         tree = cam.reduction == "tree" and not extreme
         parts = []
         # 2. search and leaf accumulation on each CAM core
@@ -72,12 +75,14 @@ class CamLowering:
             lo_c = e.constant(lo[rows], dtype="i32")
             hi_c = e.constant(hi[rows], dtype="i32")
             leaf_c = e.constant(leaves[rows])
+            source = cam.blocks[(index - 1) // 2].core if fan and index else self.low.vector_core
+            inbox = view(e.buffer(features) if cam.input_dacs else local, 0, [(features, 1)])
+            e.emit("recv", inbox, CoreRef(source))
+            for child in (2 * index + 1, 2 * index + 2) if fan else ():
+                if child < len(cam.blocks):
+                    e.emit("send", CoreRef(cam.blocks[child].core), inbox)
             if cam.input_dacs:   # the block's DACs code the input it receives
-                raw = e.buffer(features)
-                e.emit("recv", view(raw, 0, [(features, 1)]), CoreRef(self.low.vector_core))
-                e.emit("cenc", view(local, 0, [(features, 1)]), view(raw, 0, [(features, 1)]), *tables)
-            else:
-                e.emit("recv", view(local, 0, [(features, 1)]), CoreRef(self.low.vector_core))
+                e.emit("cenc", view(local, 0, [(features, 1)]), inbox, *tables)
             bounds = [(block.rows, features), (features, 1)]
             e.emit("csearch", view(match, 0, [(block.rows, 1)]), view(lo_c, 0, bounds), view(hi_c, 0, bounds),
                    view(levels_c, 0, [(features, 1)]), view(local, 0, [(features, 1)]), float(cam.columns))
