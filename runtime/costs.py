@@ -30,8 +30,10 @@ class TimingError(NmcError):
 
 @dataclass(frozen=True)
 class Unit:
-    """A resource an instruction keeps busy: a core's ``buffer`` port, ``vector`` unit or
-    ``cam`` arrays (``id`` the core), or a tile's ``xbar`` array and its ``adc``s (``id`` the tile)."""
+    """A resource an instruction keeps busy: a core's ``buffer`` port, ``vector`` unit, or a CAM
+    core's ``cam`` arrays, ``cam_dac`` input DACs, ``cam_leaf`` match resolver with leaf memory and
+    ``cam_reduce`` network adders (``id`` the core); or a tile's ``xbar`` array and its ``adc``s
+    (``id`` the tile)."""
 
     kind: str
     id: int | str
@@ -144,18 +146,18 @@ class CostModel:
         adders, ``fill`` clears its accumulator; a CAM core has no vector unit for anything else."""
         cam, views = self.t.cam, ins.views()
         if ins.spec.cost == "cenc":
-            cost.cycles = 1
+            cost.cycles, unit = 1, "cam_dac"
             cost.energy["dac"] = views[0].size * self.c.dac_read_pj(cam.cell_bits)
         elif ins.opcode in BINARY_OPS:
-            cost.cycles = cam.reduce_cycles_per_level
+            cost.cycles, unit = cam.reduce_cycles_per_level, "cam_reduce"
             cost.energy["cam_reduce"] = views[0].size * cam.reduce_pj_per_add
         elif ins.opcode == "fill":   # clearing the accumulator the leaves are added onto
-            cost.cycles = 1
+            cost.cycles, unit = 1, "cam_leaf"
             cost.energy["buffer"] = self.bits(views[0]) * self.c.buffer_pj_per_bit
         else:
             raise TimingError(f"{ins.opcode} on CAM core {core}: a CAM core has DACs and a reduction network, "
                               "not a vector unit")
-        cost.busy[Unit("cam", core)] = cost.cycles
+        cost.busy[Unit(unit, core)] = cost.cycles
 
     def _gather(self, ins: Instr, core: int, cost: Cost) -> None:
         """A table lookup is a digital memory read of the rows moved (and of the indices): the
@@ -232,7 +234,7 @@ class CostModel:
                            + levels * cam.reduce_cycles_per_level)
             cost.energy["cam_leaf"] = matches * targets * cam.leaf_read_pj
             cost.energy["cam_reduce"] = (matches - 1) * targets * cam.reduce_pj_per_add
-        cost.busy[Unit("cam", core)] = cost.cycles
+        cost.busy[Unit("cam" if ins.opcode == "csearch" else "cam_leaf", core)] = cost.cycles
 
     # ------------------------------------------------------------------ blocks and loops
     def block(self, stmts, core: int) -> Cost:

@@ -9,7 +9,9 @@ loop of ``xmvm`` on one tile is handed to that crossbar, and the core waits for 
 touches the loop's buffers, at ``sync`` and at the end of its stream); a parallel loop costs its body's latency plus
 one initiation interval per further iteration, the interval being the busiest unit of the body;
 a sequential loop costs count × its body's latency, and one whose body exchanges messages (a
-recurrence whose crossbars sit on other cores) is scheduled step by step. So timing costs
+recurrence whose crossbars sit on other cores) is scheduled step by step. A CAM core's units
+(network port, DACs, arrays, resolver and leaf memory, adders) are pipeline stages: its share of
+the interval is its busiest unit's. So timing costs
 O(program × time steps), never O(pixels). Figures are for one inference (one sample).
 """
 from __future__ import annotations
@@ -162,6 +164,10 @@ def estimate(program: Program, target: Target) -> Stats:
     width = max(1, math.ceil(math.sqrt(max(cores) + 1)))
     clock = {core: 0.0 for core in cores}
     busy = {core: 0.0 for core in cores}
+    # a CAM core's units (network port, DACs, arrays, resolver and leaf memory, adders) form a
+    # pipeline: each is busy with its own share of an inference, the core is not busy with their sum
+    pipelined = set(target.core_range("cam")) if target.cam is not None else set()
+    port = defaultdict(float)   # CAM core -> cycles its network port spends sending, per inference
     pcs = {core: 0 for core in cores}
     mail: dict = defaultdict(list)   # (src, dst) -> [arrival times]
     ingress_free = defaultdict(float)
@@ -220,7 +226,10 @@ def estimate(program: Program, target: Target) -> Stats:
                         drained[core] = max(drained[core], start + serial)
                     else:
                         clock[core] = start + serial
-                        busy[core] += serial
+                        if core in pipelined:
+                            port[core] += serial
+                        else:
+                            busy[core] += serial
                     e = bits * hops * c.noc_pj_per_bit_hop
                     total.energy["noc"] += e
                     total.layer_energy[model.layer(s)] += e
@@ -255,7 +264,8 @@ def estimate(program: Program, target: Target) -> Stats:
                     cost = price(s, core)
                     total.add(cost)
                     clock[core] = max(clock[core], wait(core, s)) + cost.cycles
-                    busy[core] += cost.cycles
+                    if core not in pipelined:
+                        busy[core] += cost.cycles
                 pcs[core] += 1
                 progressed = True
             if pcs[core] >= len(stream):
@@ -267,6 +277,9 @@ def estimate(program: Program, target: Target) -> Stats:
     per_array: dict = defaultdict(float)   # a crossbar's units are busy with all its tiles' reads
     for unit, cycles in total.busy.items():
         per_array[(unit.kind, physical[unit.id]) if unit.kind in ("xbar", "adc") else unit] += cycles
+    for core in pipelined & set(cores):   # its busiest unit
+        busy[core] = max([port[core]] + [c for u, c in per_array.items()
+                                          if isinstance(u, Unit) and u.kind.startswith("cam") and u.id == core])
     bottleneck = max(max(busy.values()), max(per_array.values(), default=0.0))
     reprogram_cycles, reprogram_pj = reprogramming(program, target)
     if reprogram_cycles:   # rounds run one after another: no pipelining across them
