@@ -136,6 +136,12 @@ class DeviceModel(ABC):
         conductance then (σ / |g(t)|), or None when reads are exact."""
         return None
 
+    def read_sigma_at(self, state: Programmed, t: float, g: np.ndarray) -> np.ndarray | None:
+        """``read_sigma`` for a caller that has the conductances at ``t`` already
+        (``g = conductance(state, t)``): a model whose spread depends on them need not drift
+        again. By default ``read_sigma``."""
+        return self.read_sigma(state, t)
+
     def cam_bound_sigma(self, cell_bits: int) -> Callable[[np.ndarray], np.ndarray] | None:
         """For analog-CAM cells of ``cell_bits``: code → σ of the programmed bound in code
         levels, or None when bounds are programmed exactly."""
@@ -271,9 +277,12 @@ class PCM(DeviceModel):
         return q_s * np.sqrt(np.log((t_eff + self.t_read) / (2 * self.t_read)))
 
     def read_sigma(self, state: Programmed, t: float) -> np.ndarray | None:
+        return self.read_sigma_at(state, t, self.conductance(state, t))
+
+    def read_sigma_at(self, state: Programmed, t: float, g: np.ndarray) -> np.ndarray | None:
         if not self.switches.read_noise:
             return None
-        return self.read_spread(self.conductance(state, t), t)
+        return self.read_spread(g, t)
 
     def read(self, g: np.ndarray, t: float, rng: np.random.Generator) -> np.ndarray:
         """One read: g ← max(g + |g|·σ·ξ, 0)."""

@@ -182,10 +182,11 @@ class ProgrammedTile:
             var = 0.0
             for p, copies in enumerate(pair):
                 for state in copies:  # independent reads of the copies; their mean's variance / copies²
-                    rel = self.model.read_sigma(state, t)  # σ / |g(t)|
+                    # a single copy's conductance now is the slice's, already drifted for the run
+                    g = self._now[j][p] if len(copies) == 1 else self.model.conductance(state, t)
+                    rel = self.model.read_sigma_at(state, t, g)  # σ / |g(t)|
                     if rel is None:
                         return None
-                    g = self.model.conductance(state, t)
                     var = var + np.square(self._to_levels(np.abs(g)) * rel) / len(copies) ** 2
             out.append(var)
         return out
