@@ -253,3 +253,23 @@ def test_rram_read_noise_and_adc_offset_are_switchable():
     np.testing.assert_array_equal(zeros[0], zeros[1])
     assert np.abs(zeros).max() > 0
     assert (pt.mvm(x) - x @ q.T).std() > 0
+
+
+@pytest.mark.parametrize("time", [0.0, 86400.0])
+def test_pcm_read_variance_is_the_drifted_cells_spread(time):
+    """A tile's read variance per cell is Σ over the pair (|g(t)| · σ_rel(g(t), t))², in cell-level
+    units, from each device's conductance at the run's time (drifted once: ``read_sigma_at`` is
+    handed those conductances) — the same as asking the model from scratch."""
+    rng = np.random.default_rng(4)
+    q = rng.integers(-127, 128, (6, 20))
+    pt = ProgrammedTile(tile(20, False, 4095.0), q, SPEC, Device("pcm-joshi2020"), SimOptions(time=time, seed=1),
+                        np.random.default_rng(1))
+    model, to_levels = pt.model, pt.cell_max / pt.model.g_max
+    for j, pair in enumerate(pt.states):
+        want = 0.0
+        for copies in pair:
+            (state,) = copies
+            g = model.conductance(state, time)
+            want = want + np.square(np.abs(g) * to_levels * model.read_spread(g, time))
+            np.testing.assert_array_equal(model.read_sigma_at(state, time, g), model.read_sigma(state, time))
+        np.testing.assert_allclose(pt.read_var[j], want, rtol=1e-12)
