@@ -3,7 +3,6 @@ published figure stays within the stated bound or names its known gap."""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -75,8 +74,9 @@ def test_network_table_is_up_to_date_and_resnet18_times_in_seconds(calibration):
 
 
 @pytest.mark.slow
-def test_resnet18_fits_and_times_quickly_on_isaac():
-    """The new preset holds ResNet-18 (no CapacityError) and timing it takes seconds."""
+def test_resnet18_fits_and_times_on_isaac():
+    """The preset holds ResNet-18 (no CapacityError), and its program grows with layers, not
+    pixels (what keeps timing it to seconds; benchmarks measure time, tests do not)."""
     from nmc.compiler import compile_model
     from nmc.runtime.timing import estimate
 
@@ -86,7 +86,9 @@ def test_resnet18_fits_and_times_quickly_on_isaac():
     finally:
         sys.path.remove(str(SCRIPT.parent))
     compiled = compile_model(build_resnet18(), target="isaac")
-    start = time.perf_counter()
     stats = estimate(compiled.program, compiled.target)
-    assert time.perf_counter() - start < 10.0
     assert stats.analog_macs == stats.macs > 1e9
+    # a handful of statements per tile and layer (5,940 tiles: 23,831), none per pixel (224² inputs)
+    program = compiled.program
+    statements = sum(len(stream) for stream in program.cores.values())
+    assert statements < 8 * (len(program.tiles) + len(program.layers)), statements
