@@ -72,6 +72,20 @@ UNARY = {
     "softplus": lambda x: np.logaddexp(np.float32(0), x),
 }
 
+# unary ops written straight into a float32 destination: the same values as UNARY's
+UNARY_INTO = {
+    "relu": lambda x, out: np.maximum(x, np.float32(0), out=out),
+    "tanh": lambda x, out: np.tanh(x, out=out),
+    "exp": lambda x, out: np.exp(x, out=out),
+    "log": lambda x, out: np.log(x, out=out),
+    "sqrt": lambda x, out: np.sqrt(x, out=out),
+    "neg": lambda x, out: np.negative(x, out=out),
+    "abs": lambda x, out: np.abs(x, out=out),
+    "floor": lambda x, out: np.floor(x, out=out),
+    "ceil": lambda x, out: np.ceil(x, out=out),
+    "sign": lambda x, out: np.sign(x, out=out),
+}
+
 BINARY = {
     "add": np.add,
     "sub": np.subtract,
@@ -90,6 +104,22 @@ COMPARE = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equa
 
 _PAIRWISE = {"rmax": np.maximum, "rmin": np.minimum}
 SMALL_WINDOW = 64  # windows up to this many elements are reduced one element view at a time
+
+
+def reduce_into(opcode: str, src: np.ndarray, dst: np.ndarray) -> bool:
+    """A small max/min pooling window reduced straight into ``dst`` (the values ``reduce``
+    gives); False when this path does not apply (then ``reduce``)."""
+    n_axes = src.ndim - dst.ndim
+    window = src.shape[src.ndim - n_axes:]
+    if (opcode not in _PAIRWISE or not 1 < int(np.prod(window)) <= SMALL_WINDOW or dst.dtype != src.dtype
+            or np.may_share_memory(dst, src)):
+        return False
+    combine = _PAIRWISE[opcode]
+    elements = np.ndindex(*window)
+    np.copyto(dst, src[(...,) + next(elements)])
+    for index in elements:
+        combine(dst, src[(...,) + index], out=dst)
+    return True
 
 
 def reduce(opcode: str, src: np.ndarray, n_axes: int) -> np.ndarray:

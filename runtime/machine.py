@@ -406,16 +406,26 @@ def _fill(m: Machine, op, ops, iters):
 
 
 def _unary(m: Machine, op, ops, iters):
-    m.view(ops[0], iters)[...] = kernels.UNARY[op](m.view(ops[1], iters))
+    dst, src = m.view(ops[0], iters), m.view(ops[1], iters)
+    into = kernels.UNARY_INTO.get(op)
+    if into is not None and dst.dtype == src.dtype == np.float32:   # one pass, no temporary
+        into(src, dst)
+    else:
+        dst[...] = kernels.UNARY[op](src)
 
 
 def _binary(m: Machine, op, ops, iters):
-    m.view(ops[0], iters)[...] = kernels.BINARY[op](m.view(ops[1], iters), m.operand(ops[2], iters))
+    dst, a, b = m.view(ops[0], iters), m.view(ops[1], iters), m.operand(ops[2], iters)
+    if dst.dtype == a.dtype == b.dtype == np.float32:   # straight into dst (numpy handles overlap)
+        kernels.BINARY[op](a, b, out=dst)
+    else:
+        dst[...] = kernels.BINARY[op](a, b)
 
 
 def _reduce(m: Machine, op, ops, iters):
     dst, src = m.view(ops[0], iters), m.view(ops[1], iters)
-    dst[...] = kernels.reduce(op, src, src.ndim - dst.ndim)
+    if not kernels.reduce_into(op, src, dst):
+        dst[...] = kernels.reduce(op, src, src.ndim - dst.ndim)
 
 
 def _quant(m: Machine, op, ops, iters):
