@@ -257,11 +257,21 @@ class Machine:
             flat = arr[None, :]
         item = arr.itemsize
         const = v.offset.const + sum(coef * self.bound[var] for var, coef in v.offset.terms if var in self.bound)
-        base = flat[:, const:] if const else flat
         shape = (self.batch,) + tuple(i.count for i in iters) + v.shape
         strides = ((batch_stride,) + tuple(v.offset.coef(i.var) * item for i in iters)
                    + tuple(stride * item for _, stride in v.dims))
-        return as_strided(base, shape=shape, strides=strides, writeable=v.buffer in self.mem)
+        writeable = v.buffer in self.mem
+        if flat.flags.c_contiguous:   # the ndarray constructor: 7× cheaper than as_strided, bounds checked
+            try:
+                out = np.ndarray(shape, flat.dtype, flat, const * item, strides)
+            except ValueError:
+                raise SimulationError(f"view {v.buffer}[{const}; {v.dims}] reaches outside buffer {v.buffer} "
+                                      f"({flat.shape[-1]} values)") from None
+            if not writeable and out.flags.writeable:
+                out.flags.writeable = False
+            return out
+        base = flat[:, const:] if const else flat
+        return as_strided(base, shape=shape, strides=strides, writeable=writeable)
 
     def operand(self, op, iters):
         if isinstance(op, Imm):

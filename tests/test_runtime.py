@@ -141,3 +141,19 @@ def test_erf_matches_math_erf():
     ref = np.array([math.erf(v) for v in xs])
     rel = np.abs(erf(xs) - ref) / np.maximum(np.abs(ref), 1e-30)
     assert rel.max() < 2e-7
+
+
+def test_a_view_outside_its_buffer_is_refused_not_read():
+    """A view reaching past its buffer (which validation keeps out of programs) is a
+    SimulationError naming it, never a read of whatever memory lies beyond; views inside read
+    exactly their elements."""
+    program = parse_program(".nmc 2\n.target \"ideal\"\n.batched true\n.input \"x\" in0 f32 [4]\n"
+                            ".output \"y\" out0 f32 [4]\n.buffer in0 f32 4 global\n.buffer out0 f32 4 global\n"
+                            ".core 0\n    mov out0[0; 4:1], in0[0; 4:1]\n")
+    m = Machine(program, 3)
+    m.mem["in0"][...] = np.arange(12, dtype=np.float32).reshape(3, 4)
+    inside = m.view(View("in0", Affine(1), ((2, 2),)), ())
+    np.testing.assert_array_equal(inside, [[1, 3], [5, 7], [9, 11]])
+    assert inside.flags.writeable
+    with pytest.raises(SimulationError, match=r"view in0\[3; \(\(2, 2\),\)\] reaches outside buffer in0"):
+        m.view(View("in0", Affine(3), ((2, 2),)), ())
