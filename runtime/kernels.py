@@ -52,8 +52,12 @@ def probit(x: np.ndarray) -> np.ndarray:
         return (np.float32(np.sqrt(2.0)) * sign * np.sqrt(c)).astype(np.float32)
 
 
+def _relu(x, out=None):
+    return np.maximum(x, np.float32(0), out=out)
+
+
 UNARY = {
-    "relu": lambda x: np.maximum(x, np.float32(0)),
+    "relu": _relu,
     "sigmoid": _sigmoid,
     "tanh": np.tanh,
     "exp": np.exp,
@@ -72,19 +76,8 @@ UNARY = {
     "softplus": lambda x: np.logaddexp(np.float32(0), x),
 }
 
-# unary ops written straight into a float32 destination: the same values as UNARY's
-UNARY_INTO = {
-    "relu": lambda x, out: np.maximum(x, np.float32(0), out=out),
-    "tanh": lambda x, out: np.tanh(x, out=out),
-    "exp": lambda x, out: np.exp(x, out=out),
-    "log": lambda x, out: np.log(x, out=out),
-    "sqrt": lambda x, out: np.sqrt(x, out=out),
-    "neg": lambda x, out: np.negative(x, out=out),
-    "abs": lambda x, out: np.abs(x, out=out),
-    "floor": lambda x, out: np.floor(x, out=out),
-    "ceil": lambda x, out: np.ceil(x, out=out),
-    "sign": lambda x, out: np.sign(x, out=out),
-}
+# the unary ops that write into a float32 destination (``out=``), the same values as without
+UNARY_INTO = frozenset(name for name, f in UNARY.items() if isinstance(f, np.ufunc)) | {"relu"}
 
 BINARY = {
     "add": np.add,
@@ -106,35 +99,36 @@ _PAIRWISE = {"rmax": np.maximum, "rmin": np.minimum}
 SMALL_WINDOW = 64  # windows up to this many elements are reduced one element view at a time
 
 
+def _pool(combine, src: np.ndarray, window: tuple[int, ...], out: np.ndarray) -> np.ndarray:
+    """A pooling window of strided views combined into ``out``: one elementwise pass per window
+    element, which beats a numpy reduction over short inner axes by 10× (max and min are exact
+    in any order)."""
+    elements = np.ndindex(*window)
+    np.copyto(out, src[(...,) + next(elements)])
+    for index in elements:
+        combine(out, src[(...,) + index], out=out)
+    return out
+
+
+def _small_window(opcode: str, window: tuple[int, ...]) -> bool:
+    return opcode in _PAIRWISE and 1 < int(np.prod(window)) <= SMALL_WINDOW
+
+
 def reduce_into(opcode: str, src: np.ndarray, dst: np.ndarray) -> bool:
     """A small max/min pooling window reduced straight into ``dst`` (the values ``reduce``
     gives); False when this path does not apply (then ``reduce``)."""
-    n_axes = src.ndim - dst.ndim
-    window = src.shape[src.ndim - n_axes:]
-    if (opcode not in _PAIRWISE or not 1 < int(np.prod(window)) <= SMALL_WINDOW or dst.dtype != src.dtype
-            or np.may_share_memory(dst, src)):
+    window = src.shape[dst.ndim:]
+    if not _small_window(opcode, window) or dst.dtype != src.dtype or np.may_share_memory(dst, src):
         return False
-    combine = _PAIRWISE[opcode]
-    elements = np.ndindex(*window)
-    np.copyto(dst, src[(...,) + next(elements)])
-    for index in elements:
-        combine(dst, src[(...,) + index], out=dst)
+    _pool(_PAIRWISE[opcode], src, window, dst)
     return True
 
 
 def reduce(opcode: str, src: np.ndarray, n_axes: int) -> np.ndarray:
     axes = tuple(range(src.ndim - n_axes, src.ndim))
     window = src.shape[src.ndim - n_axes:]
-    if opcode in _PAIRWISE and 1 < int(np.prod(window)) <= SMALL_WINDOW:
-        # a pooling window of strided views: one elementwise pass per window element beats a
-        # numpy reduction over short inner axes by 10× (max and min are exact in any order)
-        combine = _PAIRWISE[opcode]
-        elements = np.ndindex(*window)
-        first = next(elements)
-        out = np.array(src[(...,) + first])
-        for index in elements:
-            combine(out, src[(...,) + index], out=out)
-        return out
+    if _small_window(opcode, window):
+        return _pool(_PAIRWISE[opcode], src, window, np.empty(src.shape[:src.ndim - n_axes], src.dtype))
     if opcode == "rsum":
         return src.sum(axis=axes, dtype=np.float32)
     if opcode == "rmean":

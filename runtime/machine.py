@@ -417,9 +417,8 @@ def _fill(m: Machine, op, ops, iters):
 
 def _unary(m: Machine, op, ops, iters):
     dst, src = m.view(ops[0], iters), m.view(ops[1], iters)
-    into = kernels.UNARY_INTO.get(op)
-    if into is not None and dst.dtype == src.dtype == np.float32:   # one pass, no temporary
-        into(src, dst)
+    if op in kernels.UNARY_INTO and dst.dtype == src.dtype == np.float32:   # one pass, no temporary
+        kernels.UNARY[op](src, out=dst)
     else:
         dst[...] = kernels.UNARY[op](src)
 
