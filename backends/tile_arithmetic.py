@@ -161,10 +161,13 @@ class TileArithmetic:
         x = np.clip(np.asarray(x).astype(np.int64), *self.input_range())
         return [(1.0, np.maximum(x, 0)), (-1.0, np.maximum(-x, 0))] if self.in_signed else [(1.0, x)]
 
-    def dac_slices(self, xu: np.ndarray) -> np.ndarray:
-        """Non-negative inputs → their DAC slices ``[dac_reads, ...]`` (least significant first)."""
-        mask = (1 << self.dac_bits) - 1
-        return np.stack([(xu >> (i * self.dac_bits)) & mask for i in range(self.dac_reads)])
+    def dac_slices(self, xu: np.ndarray, axis: int = 0) -> np.ndarray:
+        """Non-negative integer inputs → their DAC slices (least significant first) on a new
+        ``axis`` of ``dac_reads``: ``[dac_reads, ...]`` by default."""
+        xu = np.expand_dims(xu, axis)
+        shifts = np.expand_dims(np.arange(self.dac_reads) * self.dac_bits, tuple(range(1, xu.ndim - axis)))
+        codes = np.right_shift(xu, shifts.astype(xu.dtype))
+        return np.bitwise_and(codes, (1 << self.dac_bits) - 1, out=codes)
 
     def recombination(self) -> np.ndarray:
         """``[dac_reads, slices]`` binary weights of each (input slice, weight slice) conversion."""

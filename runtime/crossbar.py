@@ -21,6 +21,8 @@ from nmc.backends.tile_arithmetic import TileArithmetic
 from nmc.isa.program import Tile
 from nmc.runtime.noise import SampleNoise, rows_noise
 
+FLOAT32_EXACT = 1 << 24   # integer sums below this are exact in float32 (its 24-bit significand)
+
 
 @dataclass(frozen=True)
 class SimOptions:
@@ -249,7 +251,7 @@ class ProgrammedTile:
         float64 (sums stay far below 2^53)."""
         lo, hi = self.input_range()
         bound = max(abs(lo), abs(hi)) * float(np.abs(self.q).sum(axis=1).max(initial=0))
-        dtype = np.float32 if bound < 2 ** 24 else np.float64
+        dtype = np.float32 if bound < FLOAT32_EXACT else np.float64
         if self._q_t is None or self._q_t.dtype != dtype:
             self._q_t = np.ascontiguousarray(self.q.T, dtype=dtype)
         return x.astype(dtype, copy=False) @ self._q_t
@@ -290,9 +292,7 @@ class ProgrammedTile:
             d = planes.astype(product).reshape(m * n_in, k)
         else:  # input slices in sample-major order [M, I, K]: row (m, i) is slice i of row m
             n_in = arith.dac_reads
-            shifts = (np.arange(n_in, dtype=np.int32) * arith.dac_bits)[None, :, None]
-            codes = np.right_shift(xu.astype(np.int32)[:, None, :], shifts)
-            d = np.bitwise_and(codes, (1 << arith.dac_bits) - 1, out=codes).astype(product).reshape(m * n_in, k)
+            d = arith.dac_slices(xu.astype(np.int32), axis=1).astype(product).reshape(m * n_in, k)
         g_t, var_t = self._matrices(product)
         currents = d @ g_t  # [M·I, C·N]
         lsb, lo, hi = self.adc()
@@ -335,7 +335,7 @@ class ProgrammedTile:
         """Whether exact cells' column sums for inputs up to ``input_max`` stay below 2^24."""
         if self._f32_exact is None:
             self._f32_exact = float(np.abs(self._g_t).sum(axis=0).max(initial=0))
-        return input_max * self._f32_exact < 2 ** 24
+        return input_max * self._f32_exact < FLOAT32_EXACT
 
     def _matrices(self, dtype) -> tuple[np.ndarray, np.ndarray | None]:
         """The conductance and read-variance matrices [K, C·N] in ``dtype``."""

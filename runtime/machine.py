@@ -260,18 +260,16 @@ class Machine:
         shape = (self.batch,) + tuple(i.count for i in iters) + v.shape
         strides = ((batch_stride,) + tuple(v.offset.coef(i.var) * item for i in iters)
                    + tuple(stride * item for _, stride in v.dims))
-        writeable = v.buffer in self.mem
-        if flat.flags.c_contiguous:   # the ndarray constructor: 7× cheaper than as_strided, bounds checked
-            try:
-                out = np.ndarray(shape, flat.dtype, flat, const * item, strides)
-            except ValueError:
-                raise SimulationError(f"view {v.buffer}[{const}; {v.dims}] reaches outside buffer {v.buffer} "
-                                      f"({flat.shape[-1]} values)") from None
-            if not writeable and out.flags.writeable:
-                out.flags.writeable = False
-            return out
-        base = flat[:, const:] if const else flat
-        return as_strided(base, shape=shape, strides=strides, writeable=writeable)
+        # chunk memory and constants are contiguous: the ndarray constructor views them, 7× cheaper
+        # than as_strided and bounds checked
+        try:
+            out = np.ndarray(shape, flat.dtype, flat, const * item, strides)
+        except ValueError:
+            raise SimulationError(f"view {v.buffer}[{const}; {v.dims}] reaches outside buffer {v.buffer} "
+                                  f"({flat.shape[-1]} values)") from None
+        if v.buffer not in self.mem:   # constants are read-only
+            out.flags.writeable = False
+        return out
 
     def operand(self, op, iters):
         if isinstance(op, Imm):

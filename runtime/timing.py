@@ -167,7 +167,7 @@ def estimate(program: Program, target: Target) -> Stats:
     # a CAM core's units (network port, DACs, arrays, resolver and leaf memory, adders) form a
     # pipeline: each is busy with its own share of an inference, the core is not busy with their sum
     pipelined = set(target.core_range("cam")) if target.cam is not None else set()
-    port = defaultdict(float)   # CAM core -> cycles its network port spends sending, per inference
+    port = defaultdict(float)   # CAM core -> its network port's cycles per inference, then its busiest unit's
     pcs = {core: 0 for core in cores}
     mail: dict = defaultdict(list)   # (src, dst) -> [arrival times]
     ingress_free = defaultdict(float)
@@ -277,9 +277,11 @@ def estimate(program: Program, target: Target) -> Stats:
     per_array: dict = defaultdict(float)   # a crossbar's units are busy with all its tiles' reads
     for unit, cycles in total.busy.items():
         per_array[(unit.kind, physical[unit.id]) if unit.kind in ("xbar", "adc") else unit] += cycles
-    for core in pipelined & set(cores):   # its busiest unit
-        busy[core] = max([port[core]] + [c for u, c in per_array.items()
-                                          if isinstance(u, Unit) and u.kind.startswith("cam") and u.id == core])
+    for unit, cycles in per_array.items():   # a CAM core is as busy as its busiest unit
+        if isinstance(unit, Unit) and unit.id in pipelined:
+            port[unit.id] = max(port[unit.id], cycles)
+    for core in pipelined & set(cores):
+        busy[core] = port[core]
     bottleneck = max(max(busy.values()), max(per_array.values(), default=0.0))
     reprogram_cycles, reprogram_pj = reprogramming(program, target)
     if reprogram_cycles:   # rounds run one after another: no pipelining across them
