@@ -68,8 +68,13 @@ class Cost:
 
 
 class CostModel:
-    def __init__(self, program: Program, target: Target):
+    """Prices statements for one inference alone, or, with ``streamed``, their share of a unit's
+    time in a stream of inferences (a batched program's instruction runs over many inferences at
+    once, so a vector unit or buffer port spends ``work / width`` cycles on each, not whole passes)."""
+
+    def __init__(self, program: Program, target: Target, streamed: bool = False):
         self.p, self.t, self.c = program, target, target.costs
+        self.streamed = streamed and program.batched
         self.ghz = target.clock_ghz
         self.xb: CrossbarCores | None = target.crossbar
         self.layer_names = {layer.index: layer.name for layer in program.layers}
@@ -79,6 +84,11 @@ class CostModel:
 
     def ns(self, ns: float) -> float:
         return ns * self.ghz
+
+    def passes(self, work: float) -> float:
+        """Passes of a unit ``work`` widths long: whole ones for one inference; streamed, the
+        inference's share of passes that carry the work of many."""
+        return work if self.streamed else math.ceil(work)
 
     def bits(self, v: View) -> int:
         return v.size * 32
@@ -98,12 +108,12 @@ class CostModel:
     def _dma(self, ins: Instr, core: int, cost: Cost) -> None:
         c, views = self.c, ins.views()
         dst = views[0]
-        cost.cycles = math.ceil(self.bits(dst) / 8 / c.buffer_bytes_per_cycle)
+        cost.cycles = self.passes(self.bits(dst) / 8 / c.buffer_bytes_per_cycle)
         cost.busy[Unit("buffer", core)] = cost.cycles
         cost.energy["buffer"] = 2 * self.bits(dst) * c.buffer_pj_per_bit
         if any(v.buffer in self.port_buffers for v in views):
             cost.energy["io"] = self.bits(dst) * c.io_pj_per_bit
-            cost.cycles = max(cost.cycles, math.ceil(self.bits(dst) / 8 / c.io_bytes_per_cycle))
+            cost.cycles = max(cost.cycles, self.passes(self.bits(dst) / 8 / c.io_bytes_per_cycle))
 
     def _vector(self, ins: Instr, core: int, cost: Cost) -> None:
         """The vector unit: ``work`` lane operations of the instruction's cost class. On a CAM
@@ -134,7 +144,7 @@ class CostModel:
                 per = c.vector_int_op_pj
             energy = work * per
         slow = c.vector_special_cycles if kind == "vector_special" else 1
-        cost.cycles = math.ceil(work / c.vector_lanes) * slow
+        cost.cycles = self.passes(work / c.vector_lanes) * slow
         cost.busy[Unit("vector", core)] = cost.cycles
         cost.energy["vector"] = energy
         cost.energy["buffer"] = sum(self.bits(v) for v in views) * c.buffer_pj_per_bit
@@ -164,7 +174,7 @@ class CostModel:
         bits through the buffer port, each read from the table and written to dst."""
         c, (dst, _table, idx) = self.c, ins.views()
         bits = self.bits(dst) + self.bits(idx)
-        cost.cycles = math.ceil(bits / 8 / c.buffer_bytes_per_cycle)
+        cost.cycles = self.passes(bits / 8 / c.buffer_bytes_per_cycle)
         cost.busy[Unit("buffer", core)] = cost.cycles
         cost.energy["buffer"] = (2 * self.bits(dst) + self.bits(idx)) * c.buffer_pj_per_bit
 
@@ -217,7 +227,8 @@ class CostModel:
         """Analog CAM (X-TIME figures, REFERENCE_DATA.md "Analog CAM"): a search takes
         ``search_cycles`` over all rows of the chained arrays; the match-line resolver then hands
         one match per cycle to leaf memory, and a tree-shaped reduction network adds the leaves (or,
-        for cleafmin/cleafmax, compares them: a comparator is costed as an adder)."""
+        for cleafmin/cleafmax, compares them: a comparator is costed as an adder). The resolver is
+        busy one cycle per match; leaf read and adder levels add latency, not occupancy."""
         cam = self.t.cam
         if cam is None:
             raise TimingError(f"the program searches analog CAM but target {self.t.name!r} has no CAM cores")
@@ -234,7 +245,11 @@ class CostModel:
                            + levels * cam.reduce_cycles_per_level)
             cost.energy["cam_leaf"] = matches * targets * cam.leaf_read_pj
             cost.energy["cam_reduce"] = (matches - 1) * targets * cam.reduce_pj_per_add
-        cost.busy[Unit("cam" if ins.opcode == "csearch" else "cam_leaf", core)] = cost.cycles
+            # the leaf read and the adder levels are pipeline stages behind the resolver: the unit
+            # takes the next search's matches while this one's leaves are still being added
+            cost.busy[Unit("cam_leaf", core)] = matches * cam.resolve_cycles_per_match
+            return
+        cost.busy[Unit("cam", core)] = cost.cycles
 
     # ------------------------------------------------------------------ blocks and loops
     def block(self, stmts, core: int) -> Cost:

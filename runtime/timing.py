@@ -11,7 +11,9 @@ one initiation interval per further iteration, the interval being the busiest un
 a sequential loop costs count × its body's latency, and one whose body exchanges messages (a
 recurrence whose crossbars sit on other cores) is scheduled step by step. A CAM core's units
 (network port, DACs, arrays, resolver and leaf memory, adders) are pipeline stages: its share of
-the interval is its busiest unit's. So timing costs
+the interval is its busiest unit's. Latency is one inference alone; the interval counts a batched
+program's statements as shares of a stream of inferences (an instruction runs over many at once,
+so its vector lanes and buffer port pass fractions of whole passes per inference). So timing costs
 O(program × time steps), never O(pixels). Figures are for one inference (one sample).
 """
 from __future__ import annotations
@@ -195,6 +197,20 @@ def estimate(program: Program, target: Target) -> Stats:
             priced[key] = model.loop(s, core) if isinstance(s, Loop) else model.instr(s, core)
         return priced[key]
 
+    # the throughput side: each unit's share of a stream of inferences (a batched program's
+    # instructions run over many inferences at once: fractional passes of a vector unit or port)
+    streamed = CostModel(program, target, streamed=True) if program.batched else model
+    shares = Cost()
+    shared: dict = {}
+
+    def share(s, core: int) -> Cost:
+        if streamed is model:
+            return price(s, core)
+        key = (id(s), core)
+        if key not in shared:
+            shared[key] = streamed.loop(s, core) if isinstance(s, Loop) else streamed.instr(s, core)
+        return shared[key]
+
     while len(done) < len(cores):
         progressed = False
         for core in cores:
@@ -250,6 +266,7 @@ def estimate(program: Program, target: Target) -> Stats:
                     tile, reads, writes = work
                     cost = price(s, core)
                     total.add(cost)
+                    shares.add(share(s, core))
                     array = physical[tile]   # tiles stacked on one crossbar read one after another
                     start = max([clock[core], tile_free[array]] + [written[(core, b)] for b in reads]
                                 + [max(written[(core, b)], read[(core, b)]) for b in writes])
@@ -263,9 +280,11 @@ def estimate(program: Program, target: Target) -> Stats:
                 else:
                     cost = price(s, core)
                     total.add(cost)
+                    part = share(s, core)
+                    shares.add(part)
                     clock[core] = max(clock[core], wait(core, s)) + cost.cycles
                     if core not in pipelined:
-                        busy[core] += cost.cycles
+                        busy[core] += part.cycles
                 pcs[core] += 1
                 progressed = True
             if pcs[core] >= len(stream):
@@ -275,7 +294,7 @@ def estimate(program: Program, target: Target) -> Stats:
             raise TimingError("timing: the cores deadlock (send/recv/sync mismatch)")
     latency = max(clock.values())
     per_array: dict = defaultdict(float)   # a crossbar's units are busy with all its tiles' reads
-    for unit, cycles in total.busy.items():
+    for unit, cycles in shares.busy.items():
         per_array[(unit.kind, physical[unit.id]) if unit.kind in ("xbar", "adc") else unit] += cycles
     for unit, cycles in per_array.items():   # a CAM core is as busy as its busiest unit
         if isinstance(unit, Unit) and unit.id in pipelined:

@@ -91,7 +91,8 @@ def test_leaf_read_costs_resolver_leaf_memory_and_reduction_tree(matches, levels
     assert cost.cycles == cycles
     assert cost.energy["cam_leaf"] == pytest.approx(m * 2 * 2.0)          # matches × targets × leaf read
     assert cost.energy["cam_reduce"] == pytest.approx((m - 1) * 2 * 4.0)  # (matches − 1) adds per target
-    assert dict(cost.busy) == {Unit("cam_leaf", 1): cycles}   # the resolver and leaf memory
+    # the resolver is busy a cycle per match; leaf read and adder levels are stages behind it
+    assert dict(cost.busy) == {Unit("cam_leaf", 1): m * 2}
 
 
 def test_cam_program_latency_and_energy_by_hand():
@@ -107,15 +108,15 @@ def test_cam_program_latency_and_energy_by_hand():
 def test_two_cam_cores_search_concurrently():
     """Each core's CAM units are its own: two cores doing the same work pipeline at one core's
     pace, not at the pace of both added together; and within a core the arrays (search, 7
-    cycles) and the resolver with leaf memory (12) are stages of a pipeline, so the interval is
-    the slower stage's, not their sum (which stays the latency)."""
-    search, leaf = 7, 2 * 2 + 3 + 1 * 5
+    cycles) and the resolver (2 matches × 2 cycles; leaf read and adder level behind it) are
+    stages of a pipeline, so the interval is the slowest stage's, not their sum (the latency)."""
+    search, leaf, resolver = 7, 2 * 2 + 3 + 1 * 5, 2 * 2
     for cores in ((1,), (1, 2)):
         stats = estimate(cam_program(2, cores=cores), _cam_target())
         assert stats.latency_cycles == search + leaf
-        assert stats.bottleneck_cycles == max(search, leaf)
-        assert stats.throughput_per_s == pytest.approx(1e9 / leaf)
-        assert stats.core_busy_cycles["1"] == leaf
+        assert stats.bottleneck_cycles == max(search, resolver)
+        assert stats.throughput_per_s == pytest.approx(1e9 / search)
+        assert stats.core_busy_cycles["1"] == search
 
 
 def test_cam_instructions_on_a_target_without_cam_are_refused():

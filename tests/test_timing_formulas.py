@@ -386,6 +386,9 @@ XB2_PROGRAM = XB_PROGRAM.replace(
     ".core 0\n")
 MVM = 9.0 + 3 * 15.0 + 15.0   # one signed MVM on xb_target() (test_adc_bound_signed_mvm): 69 cycles
 ADD5 = "    add acc2[0; 5:1], acc2[0; 5:1], acc2[0; 5:1]"          # 1 cycle on 32 lanes
+# ... and 5/32 of a cycle of the core's time in a stream of inferences (a batched program's add runs
+# over many inferences at once: the throughput side counts lane passes, not whole instructions)
+ADD5_SHARE = 5 / 32
 
 
 def xb2(core1: str, core0: str = "    sync"):
@@ -421,7 +424,7 @@ def test_crossbars_run_concurrently_with_their_core(core1, latency):
     stats = estimate(xb2(core1), xb_target())
     if latency is None:   # pipelined: body latency + one interval of its busiest unit (the ADCs)
         latency = (MVM + 1) + 1 * 4 * 15.0
-        assert stats.core_busy_cycles["1"] == pytest.approx(latency)
+        assert stats.core_busy_cycles["1"] == pytest.approx(latency - 1 + ADD5_SHARE)
     assert stats.latency_cycles == pytest.approx(latency)
 
 
@@ -432,7 +435,7 @@ def test_the_end_of_a_stream_waits_for_its_crossbars():
 
 def test_crossbar_work_is_not_core_busy_time():
     stats = estimate(xb2(f"{XMVM}\n{ADD5}\n{ADD5}\n    sync"), xb_target())
-    assert stats.core_busy_cycles == {"0": 0.0, "1": 2.0}
+    assert stats.core_busy_cycles == {"0": 0.0, "1": 2 * ADD5_SHARE}
     assert stats.bottleneck_cycles == pytest.approx(4 * 15.0)    # the ADCs of t0
 
 
@@ -442,7 +445,7 @@ def test_a_message_of_crossbar_results_leaves_when_they_are_ready():
     core1 = f"{XMVM}\n    send $0, acc[0; 5:1]\n{ADD5}"
     stats = estimate(xb2(core1, "    recv r0[0; 5:1], $1"), xb_target())
     assert stats.latency_cycles == pytest.approx(MVM + 1 + 2 * 2)
-    assert stats.core_busy_cycles == {"0": 0.0, "1": 1.0}
+    assert stats.core_busy_cycles == {"0": 0.0, "1": ADD5_SHARE}
     assert stats.energy_pj["noc"] == pytest.approx(160 * 2 * xb_target().costs.noc_pj_per_bit_hop)
 
 
@@ -503,7 +506,7 @@ def test_a_message_crosses_the_mesh(far, hops):
     stats = estimate(p, _noc_target())
     assert stats.latency_cycles == 23 + 3 * hops + 1
     assert stats.energy_pj["noc"] == pytest.approx(224 * hops * 0.5)
-    assert stats.core_busy_cycles == {"0": 1.0, str(far): 23.0}
+    assert stats.core_busy_cycles == {"0": 7 / 32, str(far): 23.0}   # the add: 7 of 32 lanes, streamed
     assert stats.energy_by_layer_pj["(program i/o)"] == pytest.approx(stats.energy_total_pj)
 
 
@@ -570,3 +573,18 @@ def test_area_adds_every_vector_group():
     a = area(xb_program(), target)
     assert a["vector_cores"] == pytest.approx(3 * 1.5)
     assert a["buffers"] == pytest.approx((3 + 2) * 0.25)
+
+
+@pytest.mark.parametrize("batched, share", [("true", 7 / 32 + 3 * 28 / 32), ("false", 1 + 3)])
+def test_a_batched_program_streams_its_small_instructions(batched, share):
+    """One inference alone takes whole passes (latency: an add of 7 elements is one cycle on 32
+    lanes, a 28-byte load one of the 32-byte buffer port ... and 3 of them); in a stream of
+    inferences a batched program's instruction runs over many at once, so the core's share of
+    the interval is the lane (byte) passes it fills: 7/32, not 1. A fixed-batch program cannot
+    share passes across inferences."""
+    text = NOC.format(far=1, core0="    recv r[0; 7:1], $1\n    add r[0; 7:1], r[0; 7:1], r[0; 7:1]\n"
+                                   "    load r[0; 7:1], in0[0; 7:1]\n    load r[0; 7:1], in0[0; 7:1]\n"
+                                   "    load r[0; 7:1], in0[0; 7:1]", far_body="    send $0, a[0; 7:1]")
+    stats = estimate(parse_program(text.replace(".batched true", f".batched {batched}")), _noc_target())
+    assert stats.core_busy_cycles["0"] == pytest.approx(share)
+    assert stats.latency_cycles == 23 + 3 * 2 + 1 + 3   # latency: whole passes either way
