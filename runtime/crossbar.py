@@ -302,16 +302,20 @@ class ProgrammedTile:
         if self.noise_on and self.device.adc_noise_lsb > 0:
             adc = (self.device.adc_noise_lsb * lsb) ** 2
             variance = adc if variance is None else np.add(variance, adc, out=variance)
-        if currents.dtype != dtype:  # exact sums from a float32 product, converted in dtype
-            currents = currents.astype(dtype)
-        if variance is not None:  # one draw per conversion: the two Gaussians' sum
-            z = noise.normal(phase, (currents.size // noise.samples,)).reshape(currents.shape)
-            z *= np.sqrt(variance, out=variance) if isinstance(variance, np.ndarray) else np.sqrt(variance)
-            currents += z
         codes = currents.reshape(m, n_in * slices, n)
-        if self.adc_offset is not None:  # [C, N] per column, the same at every read
-            codes += np.tile(self.adc_offset, (n_in, 1))[None] * lsb
-        np.divide(codes, lsb, out=codes)
+        if currents.dtype != dtype and variance is None and self.adc_offset is None:
+            codes = np.divide(codes, lsb, dtype=dtype)   # exact float32 sums, converted as they are scaled
+        else:
+            if currents.dtype != dtype:  # exact sums from a float32 product, converted in dtype
+                codes = codes.astype(dtype)
+            if variance is not None:  # one draw per conversion: the two Gaussians' sum
+                z = noise.normal(phase, (codes.size // noise.samples,)).reshape(codes.shape)
+                z *= np.sqrt(variance, out=variance).reshape(codes.shape) if isinstance(variance, np.ndarray) \
+                    else np.sqrt(variance)
+                codes += z
+            if self.adc_offset is not None:  # [C, N] per column, the same at every read
+                codes += np.tile(self.adc_offset, (n_in, 1))[None] * lsb
+            np.divide(codes, lsb, out=codes)
         np.rint(codes, out=codes)
         np.clip(codes, lo / lsb, hi / lsb, out=codes)
         weights = arith.recombination().reshape(-1) * (lsb * self.compensation)  # [I·C], (i, c) order
