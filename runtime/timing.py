@@ -266,7 +266,7 @@ def estimate(program: Program, target: Target) -> Stats:
                     tile, reads, writes = work
                     cost = price(s, core)
                     total.add(cost)
-                    shares.add(share(s, core))
+                    shares.add(cost)   # crossbar reads: the same in a stream (no lanes to share)
                     array = physical[tile]   # tiles stacked on one crossbar read one after another
                     start = max([clock[core], tile_free[array]] + [written[(core, b)] for b in reads]
                                 + [max(written[(core, b)], read[(core, b)]) for b in writes])
