@@ -189,27 +189,21 @@ def estimate(program: Program, target: Target) -> Stats:
     total = Cost()
     done = set()
     streams = {core: _unrolled(program.cores[core]) for core in cores}
-    priced: dict = {}  # (id(statement), core) -> Cost: an unrolled step is priced once
+    # latency prices one inference alone; the throughput side prices each unit's share of a stream
+    # of inferences (a batched program's instructions run over many at once: fractional passes of a
+    # vector unit or port). An unrolled step is priced once per model: (model, id(statement), core)
+    streamed = CostModel(program, target, streamed=True)
+    models = {False: model, True: streamed if streamed.streamed else model}
+    priced: dict = {}
 
-    def price(s, core: int) -> Cost:
-        key = (id(s), core)
+    def price(s, core: int, share: bool = False) -> Cost:
+        m = models[share]
+        key = (id(m), id(s), core)
         if key not in priced:
-            priced[key] = model.loop(s, core) if isinstance(s, Loop) else model.instr(s, core)
+            priced[key] = m.loop(s, core) if isinstance(s, Loop) else m.instr(s, core)
         return priced[key]
 
-    # the throughput side: each unit's share of a stream of inferences (a batched program's
-    # instructions run over many inferences at once: fractional passes of a vector unit or port)
-    streamed = CostModel(program, target, streamed=True) if program.batched else model
     shares = Cost()
-    shared: dict = {}
-
-    def share(s, core: int) -> Cost:
-        if streamed is model:
-            return price(s, core)
-        key = (id(s), core)
-        if key not in shared:
-            shared[key] = streamed.loop(s, core) if isinstance(s, Loop) else streamed.instr(s, core)
-        return shared[key]
 
     while len(done) < len(cores):
         progressed = False
@@ -280,7 +274,7 @@ def estimate(program: Program, target: Target) -> Stats:
                 else:
                     cost = price(s, core)
                     total.add(cost)
-                    part = share(s, core)
+                    part = price(s, core, share=True)
                     shares.add(part)
                     clock[core] = max(clock[core], wait(core, s)) + cost.cycles
                     if core not in pipelined:
